@@ -1,0 +1,139 @@
+// Package policy turns relay.yaml and the environment into a validated,
+// immutable *Config: listener settings, the spool, the upstream providers with
+// their TLS and auth policy, and the routes that map each recipient to an
+// ordered list of providers. It imports nothing of this project.
+//
+// Load never logs and never prints a secret: values read from environment
+// variables or secret files are held as Secret, whose String and MarshalText
+// redact. Every error names the file, the line, the key and what was expected.
+package policy
+
+import (
+	"crypto/x509"
+	"net/netip"
+	"time"
+)
+
+// Config is the validated configuration. Treat it as read-only after Load.
+type Config struct {
+	File      string               // the file it was loaded from ("" for an embedded config)
+	Listen    Listen               // inbound SMTP
+	Queue     Queue                // spool and retry policy
+	Providers map[string]*Provider // by name
+	Routes    []Route              // first match wins
+	Default   []string             // providers for mail that no route matches
+	Admin     Admin
+	Log       Log
+}
+
+// Listen is the inbound SMTP listener.
+type Listen struct {
+	Addr            string         // host:port; never empty
+	Hostname        string         // our name in the greeting and Received header
+	MaxMessageBytes int64          // DATA limit (552 5.3.4 past it)
+	MaxRecipients   int            // RCPTs per message (452 4.5.3 past it)
+	MaxConnections  int            // concurrent inbound connections
+	ReadTimeout     time.Duration  // per read, and for the whole DATA
+	WriteTimeout    time.Duration  // per write
+	AllowedNetworks []netip.Prefix // client addresses allowed to connect
+}
+
+// Queue is the durable spool and its retry policy.
+type Queue struct {
+	Dir      string
+	Retry    Retry
+	MaxAge   time.Duration // then dead-letter
+	MaxBytes int64         // spool budget; full -> 452 4.3.1
+	MaxItems int           // spool budget in messages; 0 = no limit
+	Workers  int           // concurrent deliveries
+}
+
+// Retry is the backoff schedule: Initial*Factor^(n-1), capped at Max, +-Jitter.
+type Retry struct {
+	Initial time.Duration
+	Max     time.Duration
+	Factor  float64
+	Jitter  float64 // 0..1, fraction of the delay
+}
+
+// TLSMode says how a provider's connection is secured.
+type TLSMode string
+
+const (
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte (port 465)
+	TLSStartTLS TLSMode = "starttls" // plain connect, STARTTLS required (port 587)
+	TLSNone     TLSMode = "none"     // plaintext: allowed only for a loopback host
+)
+
+// Provider is one upstream SMTP service and the exact policy to reach it.
+type Provider struct {
+	Name           string
+	Host           string
+	Port           int
+	TLS            TLS
+	Auth           Auth
+	MaxConnections int // concurrent connections to this provider
+}
+
+// Addr returns host:port.
+func (p *Provider) Addr() string { return joinHostPort(p.Host, p.Port) }
+
+// TLS is a provider's TLS policy.
+type TLS struct {
+	Mode       TLSMode
+	ServerName string         // name checked in the certificate; defaults to Host
+	CAFile     string         // "" = system roots
+	RootCAs    *x509.CertPool // loaded from CAFile; nil = system roots
+	MinVersion uint16         // tls.VersionTLS12 by default
+}
+
+// Auth is a provider's SMTP AUTH policy. Mechanism "" means no AUTH.
+type Auth struct {
+	Mechanism    string // "plain" | "login" | ""
+	Username     string
+	UsernameFrom string // where Username came from: "username", "env FOO"
+	Password     Secret
+	PasswordFrom string // "env FOO" or "file /run/secrets/x": named, never the value
+}
+
+// Route sends matching mail to Providers, in order (failover).
+// Empty match fields match everything; all non-empty fields must match.
+type Route struct {
+	Sender          string // exact envelope sender address
+	SenderDomain    string
+	RecipientDomain string
+	Providers       []string
+}
+
+// Admin is the loopback HTTP admin endpoint; Addr "" = off.
+type Admin struct {
+	Addr string
+}
+
+// Log selects the log format and level.
+type Log struct {
+	Format string // "text" | "json"
+	Level  string // "debug" | "info" | "warn" | "error"
+}
+
+// Secret holds a credential. It never prints itself.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String returns "[redacted]" (or "" for an empty secret).
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalText keeps encoders (JSON, YAML, slog) from printing the value.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Reveal returns the credential itself, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }
