@@ -1,0 +1,27 @@
+//go:build unix
+
+package queue
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// lockDir takes an exclusive, non-blocking flock on path, so that two relays
+// never share one spool. The lock goes away with the process, even on kill -9.
+func lockDir(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("queue: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			return nil, fmt.Errorf("queue: spool is in use by another tlsrelay (lock file %s is held); "+
+				"stop the other process or give this one its own queue.dir", path)
+		}
+		return nil, fmt.Errorf("queue: lock %s: %w", path, err)
+	}
+	return f, nil
+}

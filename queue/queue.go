@@ -1,0 +1,242 @@
+// Package queue is tlsrelay's durable spool and delivery scheduler. It
+// imports nothing of this project.
+//
+// Contract:
+//   - Enqueue returns nil only after the message body (<id>.eml) and its
+//     envelope (<id>.json) are fsynced, renamed into <dir>/q/ and the directory
+//     fsynced. A crash at any moment loses no message that Enqueue accepted.
+//   - Each recipient carries its own route (provider names, resolved at
+//     enqueue time by Options.Route) and status. The queue groups the due
+//     recipients of a message by provider, makes one attempt per group
+//     through the Deliverer, moves recipients that failed temporarily to the
+//     next provider of their route, and when the route is exhausted defers them
+//     with Backoff. A permanent failure fails that recipient only.
+//   - An item with all recipients delivered is removed; one with a failed
+//     recipient (permanent, or older than MaxAge) moves to <dir>/dead/.
+//   - Delivery is at least once: a crash after a provider's 250 and before
+//     the envelope is rewritten delivers that recipient again on restart.
+//   - One item is in at most one delivery at a time.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Options configure a Queue. Dir and Route are required.
+type Options struct {
+	Dir      string
+	Route    func(from, rcpt string) []string // provider names for a recipient, in order
+	Retry    Retry                            // zero = DefaultRetry
+	MaxAge   time.Duration                    // then dead-letter; 0 = 120h
+	MaxItems int                              // 0 = no limit
+	MaxBytes int64                            // 0 = no limit
+	Workers  int                              // concurrent deliveries; 0 = 4
+	// MaxConnections bounds concurrent attempts per provider (absent = 4).
+	MaxConnections map[string]int
+	// StopTimeout is how long in-flight deliveries may go on after Run's
+	// context ends; then their context is cancelled. 0 = 30s.
+	StopTimeout time.Duration
+	Now         func() time.Time // clock seam; nil = time.Now
+	Rand        func() float64   // jitter source in [0,1); nil = math/rand/v2
+	FS          FS               // write seam; nil = OSFS
+	Log         *slog.Logger     // nil = discard
+}
+
+// Queue is a durable spool plus the workers that empty it.
+type Queue struct {
+	opts Options
+	d    Deliverer
+	fs   FS
+	log  *slog.Logger
+	lock *os.File
+
+	mu      sync.Mutex
+	items   map[string]*entry
+	bytes   int64         // sizes of items in q/, plus reservations
+	pending int           // enqueues in progress (reserved item slots)
+	changed chan struct{} // closed and replaced on every state change
+	wake    chan struct{} // tells the scheduler to look again
+	closed  bool
+	provSem map[string]chan struct{}
+}
+
+// entry is an item with its scheduling state; guarded by Queue.mu, except
+// that while busy the worker owns it.item.
+type entry struct {
+	item *Item
+	busy bool
+	hold time.Time // not before this time (after a panic or a failed retire)
+}
+
+// Open prepares dir (q/, tmp/, dead/, quarantine/, lock), takes the lock,
+// and loads what a previous run left: pending items resume, partial writes
+// are cleaned, broken files go to quarantine/. It does not start delivery;
+// call Run.
+func Open(o Options, d Deliverer) (*Queue, error) {
+	if o.Dir == "" || o.Route == nil || d == nil {
+		return nil, errors.New("queue: Open needs Options.Dir, Options.Route and a Deliverer")
+	}
+	setDefaults(&o)
+	q := &Queue{
+		opts: o, d: d, fs: o.FS, log: o.Log,
+		items: map[string]*entry{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
+		provSem: map[string]chan struct{}{},
+	}
+	for _, sub := range []string{dirQueue, dirTmp, dirDead, dirQuarantine} {
+		if err := os.MkdirAll(filepath.Join(o.Dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("queue: cannot create spool directory: %w", err)
+		}
+	}
+	lock, err := lockDir(filepath.Join(o.Dir, "lock"))
+	if err != nil {
+		return nil, err
+	}
+	q.lock = lock
+	if err := q.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+func setDefaults(o *Options) {
+	if o.Retry == (Retry{}) {
+		o.Retry = DefaultRetry
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 120 * time.Hour
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.FS == nil {
+		o.FS = OSFS{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (q *Queue) now() time.Time { return q.opts.Now() }
+
+// Close releases the spool lock. Call it after Run has returned.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	return q.lock.Close()
+}
+
+// reserve claims an item slot for an enqueue in progress, or returns ErrFull.
+func (q *Queue) reserve() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return errors.New("queue: closed")
+	}
+	if q.opts.MaxItems > 0 && len(q.items)+q.pending >= q.opts.MaxItems {
+		return &fullError{reason: fmt.Sprintf("%d messages queued (queue.max_items)", len(q.items))}
+	}
+	if q.opts.MaxBytes > 0 && q.bytes >= q.opts.MaxBytes {
+		return &fullError{reason: fmt.Sprintf("%d bytes queued (queue.max_bytes)", q.bytes)}
+	}
+	q.pending++
+	return nil
+}
+
+// admit accounts a written body's size, or gives the slot back with ErrFull.
+func (q *Queue) admit(size int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.opts.MaxBytes > 0 && q.bytes+size > q.opts.MaxBytes {
+		q.pending--
+		return &fullError{reason: fmt.Sprintf("%d bytes queued plus %d would exceed queue.max_bytes", q.bytes, size)}
+	}
+	q.bytes += size
+	return nil
+}
+
+// release gives back a reserved slot and size after a failed enqueue.
+func (q *Queue) release(size int64) {
+	q.mu.Lock()
+	q.pending--
+	q.bytes -= size
+	q.mu.Unlock()
+}
+
+// add makes a committed item visible to the scheduler.
+func (q *Queue) add(it *Item) {
+	q.mu.Lock()
+	q.pending--
+	q.items[it.ID] = &entry{item: it}
+	q.notifyLocked()
+	q.mu.Unlock()
+}
+
+// notifyLocked wakes the scheduler and everyone in WaitFor. Hold q.mu.
+func (q *Queue) notifyLocked() {
+	close(q.changed)
+	q.changed = make(chan struct{})
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// List returns a copy of every item in q/, oldest first.
+func (q *Queue) List() []Item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.listLocked()
+}
+
+func (q *Queue) listLocked() []Item {
+	out := make([]Item, 0, len(q.items))
+	for _, e := range q.items {
+		out = append(out, e.item.clone())
+	}
+	sortItems(out)
+	return out
+}
+
+// WaitFor blocks until cond, called with the current items, returns true, or
+// ctx ends. It is how a caller (a test, `queue flush -wait`) waits for
+// deliveries without polling.
+func (q *Queue) WaitFor(ctx context.Context, cond func([]Item) bool) error {
+	for {
+		q.mu.Lock()
+		items, ch := q.listLocked(), q.changed
+		q.mu.Unlock()
+		if cond(items) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// openBody opens a queued message's body for a delivery attempt.
+func (q *Queue) openBody(id string) (io.ReadCloser, error) {
+	return os.Open(q.path(dirQueue, id, ".eml"))
+}

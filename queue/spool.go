@@ -1,0 +1,205 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Spool subdirectories (DESIGN.md "Spool layout").
+const (
+	dirQueue      = "q"
+	dirTmp        = "tmp"
+	dirDead       = "dead"
+	dirQuarantine = "quarantine"
+)
+
+// fullError is the error Enqueue returns when the spool is over its budget.
+// The relay recognises it by its Full method and answers 452 4.3.1.
+type fullError struct{ reason string }
+
+func (e *fullError) Error() string { return "queue: spool is full: " + e.reason }
+
+// Full reports true: the spool is over budget and new mail must wait.
+func (e *fullError) Full() bool { return true }
+
+// ErrFull matches (with errors.Is) every "spool is full" error.
+var ErrFull = &fullError{reason: "over budget"}
+
+func (e *fullError) Is(target error) bool { return target == ErrFull }
+
+// newID returns a time-ordered, file-name safe, unique ID: the arrival time
+// in nanoseconds as 16 hex digits, a dash, and 48 random bits.
+func (q *Queue) newID() string {
+	var r [6]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		panic("queue: crypto/rand failed: " + err.Error()) // never happens on Linux
+	}
+	return fmt.Sprintf("%016x-%s", q.now().UnixNano(), hex.EncodeToString(r[:]))
+}
+
+func (q *Queue) path(sub, id, ext string) string {
+	return filepath.Join(q.opts.Dir, sub, id+ext)
+}
+
+// writeFile writes data (or the stream r) to tmp/<name>, fsyncs and closes it,
+// then renames it to dst. It returns the bytes written. On error nothing is
+// left behind in tmp/.
+func (q *Queue) writeFile(dst, name string, r io.Reader) (int64, error) {
+	tmp := filepath.Join(q.opts.Dir, dirTmp, name)
+	f, err := q.fs.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = q.fs.Rename(tmp, dst)
+	}
+	if err != nil {
+		q.fs.Remove(tmp)
+		return n, err
+	}
+	return n, nil
+}
+
+// Enqueue writes one message durably and returns its ID. It returns only
+// after the body and the envelope have been fsynced, renamed into q/, and q/
+// itself fsynced: a nil error means the message survives a crash. client is
+// the sending client's address, for the record. Errors reading body are
+// returned wrapped, and nothing is left on disk.
+func (q *Queue) Enqueue(ctx context.Context, client, from string, to []string, body io.Reader) (string, error) {
+	it, err := q.newItem(client, from, to)
+	if err != nil {
+		return "", err
+	}
+	if err := q.reserve(); err != nil {
+		return "", err
+	}
+	id := it.ID
+	emlPath, jsonPath := q.path(dirQueue, id, ".eml"), q.path(dirQueue, id, ".json")
+	size, err := q.writeFile(emlPath, id+".eml", &ctxReader{ctx: ctx, r: body})
+	if err != nil {
+		q.release(0)
+		return "", fmt.Errorf("queue: write message body: %w", err)
+	}
+	it.Size = size
+	if err := q.admit(size); err != nil {
+		q.fs.Remove(emlPath)
+		return "", err
+	}
+	b, err := encodeItem(it)
+	if err == nil {
+		_, err = q.writeFile(jsonPath, id+".json", bytes.NewReader(b))
+	}
+	if err == nil {
+		err = q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+	}
+	if err != nil {
+		q.fs.Remove(jsonPath)
+		q.fs.Remove(emlPath)
+		q.release(size)
+		return "", fmt.Errorf("queue: commit message %s: %w", id, err)
+	}
+	q.add(it)
+	return id, nil
+}
+
+// newItem builds the envelope of a new message; every recipient gets its
+// route now, from the Route function main hands in.
+func (q *Queue) newItem(client, from string, to []string) (*Item, error) {
+	if len(to) == 0 {
+		return nil, errors.New("queue: message has no recipients")
+	}
+	now := q.now()
+	it := &Item{V: envelopeVersion, ID: q.newID(), From: from, Arrived: now.UTC(), Client: client}
+	for _, addr := range to {
+		route := q.opts.Route(from, addr)
+		if len(route) == 0 {
+			return nil, fmt.Errorf("queue: no route for recipient %q", addr)
+		}
+		it.Rcpts = append(it.Rcpts, Rcpt{
+			Addr: addr, Route: append([]string(nil), route...), Status: Pending, NextAttempt: now.UTC(),
+		})
+	}
+	return it, nil
+}
+
+// ctxReader stops a body copy when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// persist rewrites an item's envelope atomically and durably.
+func (q *Queue) persist(it *Item) error {
+	b, err := encodeItem(it)
+	if err != nil {
+		return err
+	}
+	// One worker owns an item at a time, so this temp name cannot collide.
+	name := it.ID + ".json.new"
+	if _, err := q.writeFile(q.path(dirQueue, it.ID, ".json"), name, bytes.NewReader(b)); err != nil {
+		return err
+	}
+	return q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+}
+
+// retire takes a finished item out of q/. Delivered items are removed,
+// envelope first (it is the commit marker; a body left alone is an orphan
+// that the next start removes). Items with a failed recipient move to dead/,
+// envelope first too (a body left in q/ whose envelope is in dead/ is moved
+// there on the next start).
+func (q *Queue) retire(it *Item, dead bool) error {
+	jsonPath, emlPath := q.path(dirQueue, it.ID, ".json"), q.path(dirQueue, it.ID, ".eml")
+	if !dead {
+		if err := q.fs.Remove(jsonPath); err != nil {
+			return err
+		}
+		q.fs.Remove(emlPath)
+		return q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+	}
+	if err := q.fs.Rename(jsonPath, q.path(dirDead, it.ID, ".json")); err != nil {
+		return err
+	}
+	if err := q.fs.Rename(emlPath, q.path(dirDead, it.ID, ".eml")); err != nil {
+		return err
+	}
+	if err := q.fs.SyncDir(filepath.Join(q.opts.Dir, dirDead)); err != nil {
+		return err
+	}
+	return q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+}
+
+// quarantine moves the files of a broken item out of q/ and logs why.
+func (q *Queue) quarantine(id string, why error) {
+	for _, ext := range []string{".json", ".eml"} {
+		src := q.path(dirQueue, id, ext)
+		if _, err := os.Lstat(src); err != nil {
+			continue
+		}
+		if err := q.fs.Rename(src, q.path(dirQuarantine, id, ext)); err != nil {
+			q.log.Error("quarantine failed", "id", id, "file", src, "error", err)
+		}
+	}
+	q.log.Warn("quarantined", "id", id, "reason", why.Error(),
+		"dir", filepath.Join(q.opts.Dir, dirQuarantine))
+}

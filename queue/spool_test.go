@@ -1,0 +1,221 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/iotest"
+)
+
+// recFS records the spool's write operations in order and can fail one.
+type recFS struct {
+	OSFS
+	mu     sync.Mutex
+	ops    []string
+	failOn string // an op prefix that fails with ENOSPC, e.g. "sync tmp/"
+}
+
+func (f *recFS) rec(op string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ops = append(f.ops, op)
+	if f.failOn != "" && strings.HasPrefix(op, f.failOn) {
+		return syscall.ENOSPC
+	}
+	return nil
+}
+
+func rel(p string) string { return filepath.Base(filepath.Dir(p)) + "/" + filepath.Ext(p) }
+
+func (f *recFS) Create(name string) (File, error) {
+	if err := f.rec("create " + rel(name)); err != nil {
+		return nil, err
+	}
+	file, err := f.OSFS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &recFile{File: file, fs: f, name: rel(name)}, nil
+}
+
+func (f *recFS) Rename(o, n string) error {
+	if err := f.rec("rename " + rel(o) + " " + rel(n)); err != nil {
+		return err
+	}
+	return f.OSFS.Rename(o, n)
+}
+
+func (f *recFS) SyncDir(dir string) error {
+	if err := f.rec("syncdir " + filepath.Base(dir)); err != nil {
+		return err
+	}
+	return f.OSFS.SyncDir(dir)
+}
+
+type recFile struct {
+	File
+	fs   *recFS
+	name string
+}
+
+func (r *recFile) Sync() error {
+	if err := r.fs.rec("sync " + r.name); err != nil {
+		return err
+	}
+	return r.File.Sync()
+}
+
+func (r *recFile) Close() error {
+	r.fs.rec("close " + r.name)
+	return r.File.Close()
+}
+
+// TestEnqueueSyncOrder proves that Enqueue returns only after the body and
+// the envelope are fsynced and renamed and q/ is fsynced: a kill -9 test
+// cannot tell this apart from a relay that never fsyncs.
+func TestEnqueueSyncOrder(t *testing.T) {
+	o, _ := testOptions(t, t.TempDir())
+	fs := &recFS{}
+	o.FS = fs
+	q := openQueue(t, o, &fakeDeliverer{})
+	enqueue(t, q, "a@example.org")
+	want := []string{
+		"create tmp/.eml", "sync tmp/.eml", "close tmp/.eml", "rename tmp/.eml q/.eml",
+		"create tmp/.json", "sync tmp/.json", "close tmp/.json", "rename tmp/.json q/.json",
+		"syncdir q",
+	}
+	fs.mu.Lock()
+	got := fs.ops
+	fs.mu.Unlock()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("write operations:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestEnqueueWriteFailureLeavesNothing injects ENOSPC at each step of an
+// enqueue: the error comes back, nothing is left in q/ or tmp/, and the
+// queue keeps working.
+func TestEnqueueWriteFailureLeavesNothing(t *testing.T) {
+	for _, step := range []string{"create tmp/.eml", "sync tmp/.eml", "rename tmp/.eml", "create tmp/.json",
+		"sync tmp/.json", "rename tmp/.json", "syncdir q"} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			o, _ := testOptions(t, dir)
+			fs := &recFS{failOn: step}
+			o.FS = fs
+			q := openQueue(t, o, &fakeDeliverer{})
+			_, err := q.Enqueue(context.Background(), "c", "f@x", []string{"a@x"}, strings.NewReader("x\r\n"))
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Enqueue error = %v, want ENOSPC", err)
+			}
+			assertEmptyDir(t, filepath.Join(dir, "q"))
+			assertEmptyDir(t, filepath.Join(dir, "tmp"))
+			if len(q.List()) != 0 {
+				t.Fatalf("failed enqueue is listed: %+v", q.List())
+			}
+			fs.mu.Lock()
+			fs.failOn = ""
+			fs.mu.Unlock()
+			enqueue(t, q, "a@x") // the slot was given back
+		})
+	}
+}
+
+func assertEmptyDir(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("%s holds %v, want nothing", dir, names)
+	}
+}
+
+func TestEnqueueBodyReadError(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := testOptions(t, dir)
+	q := openQueue(t, o, &fakeDeliverer{})
+	body := iotest.TimeoutReader(strings.NewReader(strings.Repeat("line\r\n", 2000)))
+	_, err := q.Enqueue(context.Background(), "c", "f@x", []string{"a@x"}, body)
+	if !errors.Is(err, iotest.ErrTimeout) {
+		t.Fatalf("Enqueue error = %v, want it to wrap the reader's error", err)
+	}
+	assertEmptyDir(t, filepath.Join(dir, "q"))
+	assertEmptyDir(t, filepath.Join(dir, "tmp"))
+}
+
+func TestEnqueueFull(t *testing.T) {
+	o, _ := testOptions(t, t.TempDir())
+	o.MaxItems = 1
+	q := openQueue(t, o, &fakeDeliverer{})
+	enqueue(t, q, "a@x")
+	_, err := q.Enqueue(context.Background(), "c", "f@x", []string{"a@x"}, strings.NewReader("x\r\n"))
+	var full interface{ Full() bool }
+	if !errors.Is(err, ErrFull) || !errors.As(err, &full) || !full.Full() {
+		t.Fatalf("second Enqueue = %v, want ErrFull with Full()", err)
+	}
+
+	o2, _ := testOptions(t, t.TempDir())
+	o2.MaxBytes = 10
+	q2 := openQueue(t, o2, &fakeDeliverer{})
+	_, err = q2.Enqueue(context.Background(), "c", "f@x", []string{"a@x"}, strings.NewReader(strings.Repeat("x", 11)))
+	if !errors.Is(err, ErrFull) {
+		t.Fatalf("Enqueue over max_bytes = %v, want ErrFull", err)
+	}
+	assertEmptyDir(t, filepath.Join(o2.Dir, "q"))
+}
+
+func TestEnvelopeOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := testOptions(t, dir)
+	o.Route = func(from, rcpt string) []string {
+		if strings.HasSuffix(rcpt, "@b.example") {
+			return []string{"p2", "p1"}
+		}
+		return []string{"p1"}
+	}
+	q := openQueue(t, o, &fakeDeliverer{})
+	id := enqueue(t, q, "x@a.example", "y@b.example")
+	if !idPattern.MatchString(id) {
+		t.Fatalf("id %q does not match %v", id, idPattern)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "q", id+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var it Item
+	if err := json.Unmarshal(b, &it); err != nil {
+		t.Fatal(err)
+	}
+	if it.V != 1 || it.ID != id || it.From != "app@example.com" || it.Client != "127.0.0.1" || it.Size != 21 {
+		t.Fatalf("envelope header wrong: %+v", it)
+	}
+	if len(it.Rcpts) != 2 || strings.Join(it.Rcpts[1].Route, ",") != "p2,p1" || it.Rcpts[0].Status != Pending {
+		t.Fatalf("recipients wrong: %+v", it.Rcpts)
+	}
+	body, _ := os.ReadFile(filepath.Join(dir, "q", id+".eml"))
+	if string(body) != "Subject: hi\r\n\r\nbody\r\n" {
+		t.Fatalf("body on disk = %q", body)
+	}
+}
+
+func TestSecondOpenRefused(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := testOptions(t, dir)
+	openQueue(t, o, &fakeDeliverer{})
+	_, err := Open(o, &fakeDeliverer{})
+	if err == nil || !strings.Contains(err.Error(), "in use by another tlsrelay") {
+		t.Fatalf("second Open = %v, want a clear lock error", err)
+	}
+}
