@@ -3,7 +3,7 @@ module github.com/tlsrelay/tlsrelay
 go 1.26.8
 
 require (
-	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
-	github.com/emersion/go-smtp v0.25.1 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.25.1
+	gopkg.in/yaml.v3 v3.0.1
 )

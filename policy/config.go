@@ -3,6 +3,10 @@
 // their TLS and auth policy, and the routes that map each recipient to an
 // ordered list of providers. It imports nothing of this project.
 //
+// Load and Parse are strict: unknown keys, duplicate keys and wrong types are
+// errors, and all errors are reported at once, one per line, sorted by line.
+// Config.Effective renders the result back as YAML for `tlsrelay check`.
+//
 // Load never logs and never prints a secret: values read from environment
 // variables or secret files are held as Secret, whose String and MarshalText
 // redact. Every error names the file, the line, the key and what was expected.
@@ -14,7 +18,12 @@ import (
 	"time"
 )
 
-// Config is the validated configuration. Treat it as read-only after Load.
+// Config is the validated configuration, every default filled in.
+//
+// A Config is read-only: Load and Parse build a new one each time, and it is
+// shared by every goroutine of the relay without locks, so no caller may
+// change a field, a map or a slice in it. Route returns copies; to change the
+// configuration, load it again.
 type Config struct {
 	File      string               // the file it was loaded from ("" for an embedded config)
 	Listen    Listen               // inbound SMTP
@@ -22,7 +31,6 @@ type Config struct {
 	Providers map[string]*Provider // by name
 	Routes    []Route              // first match wins
 	Default   []string             // providers for mail that no route matches
-	Admin     Admin
 	Log       Log
 }
 
@@ -103,11 +111,6 @@ type Route struct {
 	SenderDomain    string
 	RecipientDomain string
 	Providers       []string
-}
-
-// Admin is the loopback HTTP admin endpoint; Addr "" = off.
-type Admin struct {
-	Addr string
 }
 
 // Log selects the log format and level.
