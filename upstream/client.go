@@ -1,0 +1,286 @@
+// Package upstream delivers spooled mail to an upstream provider, one attempt
+// per call, under that provider's exact policy. *Client implements
+// queue.Deliverer.
+//
+// Contract:
+//   - TLS is never optional. Mode implicit speaks TLS from the first byte;
+//     mode starttls sends nothing but EHLO and STARTTLS in plaintext, and a
+//     server that does not offer STARTTLS gets no AUTH, no MAIL and no message
+//     (no fallback). Certificates are always verified against the provider's
+//     roots and server name, with its minimum TLS version. Mode none
+//     (plaintext) is accepted only for a loopback host.
+//   - The TLS handshake is complete and verified before any credential is
+//     sent (G13), and AUTH PLAIN or LOGIN is used only if the server offers it.
+//   - Every read and write has its own deadline (Client.Timeout), replies are
+//     bounded in size, and cancelling ctx closes the connection (G11, G12).
+//   - Each recipient gets its own Result. Errors are *Error, classified here
+//     once: temporary, except a 5yz reply to MAIL, RCPT (but 552) or DATA.
+//     An AUTH rejection is temporary: a rotated password must not dead-letter
+//     the queue. Nothing is retried here; the queue owns retries and failover.
+//   - Credentials are never logged or put in an error, and go-smtp's
+//     DebugWriter is never set (G14).
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/tlsrelay/tlsrelay/policy"
+	"github.com/tlsrelay/tlsrelay/queue"
+)
+
+// Client delivers mail to the providers it knows. Its fields are read-only
+// once Deliver has been called; Deliver is safe for concurrent use.
+type Client struct {
+	Providers map[string]*policy.Provider
+	HelloName string // EHLO name; "" = "localhost"
+	// Dial opens the TCP connection; nil = a net.Dialer. A seam for tests.
+	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	Timeout time.Duration // per read and per write (the greeting too); 0 = 2m
+	// DataTimeout is the wait for the reply to the end of the body; 0 = 10m
+	// (RFC 5321 4.5.3.2.6). It is longer than Timeout because giving up
+	// after the provider may have accepted the message means delivering it
+	// twice on the retry.
+	DataTimeout time.Duration
+	Log         *slog.Logger // nil = discard
+}
+
+var _ queue.Deliverer = (*Client)(nil)
+
+const (
+	defaultTimeout     = 2 * time.Minute
+	defaultDataTimeout = 10 * time.Minute
+	// quitTimeout bounds the QUIT after the outcome is known: a server that
+	// does not answer it must not hold the worker for a whole Timeout.
+	quitTimeout = 5 * time.Second
+)
+
+func (c *Client) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return defaultTimeout
+}
+
+func (c *Client) dataTimeout() time.Duration {
+	if c.DataTimeout > 0 {
+		return c.DataTimeout
+	}
+	return max(defaultDataTimeout, c.timeout())
+}
+
+func (c *Client) helloName() string {
+	if c.HelloName != "" {
+		return c.HelloName
+	}
+	return "localhost"
+}
+
+func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	if c.Dial != nil {
+		return c.Dial(ctx, "tcp", addr)
+	}
+	d := net.Dialer{Timeout: c.timeout()}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// Deliver makes one attempt to hand msg to provider for rcpts. It returns one
+// Result per recipient, in order; see the package comment for the errors.
+func (c *Client) Deliver(ctx context.Context, provider string, msg *queue.Message, rcpts []string) []queue.Result {
+	d := &delivery{
+		c:       c,
+		ctx:     ctx,
+		name:    provider,
+		msg:     msg,
+		rcpts:   rcpts,
+		results: make([]queue.Result, len(rcpts)),
+		pending: make([]bool, len(rcpts)),
+	}
+	if len(rcpts) == 0 {
+		return d.results
+	}
+	for i := range d.pending {
+		d.pending[i] = true
+	}
+	log := c.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d.log = log.With("provider", provider)
+	if msg != nil {
+		d.log = d.log.With("id", msg.ID)
+	}
+	err := d.run()
+	if err != nil {
+		d.log.Debug("upstream session failed", "error", err)
+	}
+	d.finish(err)
+	return d.results
+}
+
+// delivery is the state of one Deliver call.
+type delivery struct {
+	c       *Client
+	ctx     context.Context
+	name    string
+	p       *policy.Provider
+	msg     *queue.Message
+	rcpts   []string
+	results []queue.Result
+	pending []bool // no outcome yet: gets the error that ends the session
+	log     *slog.Logger
+
+	raw     net.Conn      // the TCP connection; closed by close
+	conn    *deadlineConn // raw with per-operation deadlines
+	stop    func() bool   // unregisters the close on ctx cancellation
+	sc      *smtp.Client
+	tlsInfo string // "TLS 1.3 TLS_AES_128_GCM_SHA256", "none", or "" before it is known
+	secure  bool   // a TLS handshake completed and the certificate was verified
+}
+
+func (d *delivery) run() (err error) {
+	if err := d.configure(); err != nil {
+		return err
+	}
+	if err := d.connect(); err != nil {
+		return err
+	}
+	defer func() { d.close(err) }()
+	switch d.p.TLS.Mode {
+	case policy.TLSImplicit:
+		err = d.implicitTLS()
+	case policy.TLSStartTLS:
+		err = d.startTLS()
+	default:
+		d.tlsInfo = "none"
+		err = d.hello(newSMTPConn(d.conn))
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.auth(); err != nil {
+		return err
+	}
+	return d.send()
+}
+
+func configErr(format string, args ...any) *Error {
+	return &Error{Op: "config", Err: fmt.Errorf(format, args...)}
+}
+
+// configure checks what policy validated already: a wrong config must fail
+// closed here too, never fall back to plaintext or skip AUTH.
+func (d *delivery) configure() error {
+	p := d.c.Providers[d.name]
+	switch {
+	case p == nil:
+		return configErr("unknown provider %q", d.name)
+	case d.msg == nil || d.msg.Body == nil:
+		return configErr("no message body")
+	}
+	switch p.TLS.Mode {
+	case policy.TLSImplicit, policy.TLSStartTLS:
+	case policy.TLSNone:
+		if !isLoopback(p.Host) {
+			return configErr("provider %s: tls mode none is only for a loopback host, not %q", d.name, p.Host)
+		}
+	default:
+		return configErr("provider %s: unknown tls mode %q", d.name, p.TLS.Mode)
+	}
+	switch p.Auth.Mechanism {
+	case "", "plain", "login":
+	default:
+		return configErr("provider %s: auth mechanism %q is not supported", d.name, p.Auth.Mechanism)
+	}
+	if strings.ContainsAny(d.c.helloName(), " \t\r\n") {
+		return configErr("hello name %q is not a host name", d.c.helloName())
+	}
+	d.p = p
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (d *delivery) connect() error {
+	addr := d.p.Addr()
+	raw, err := d.c.dial(d.ctx, addr)
+	if err != nil {
+		return &Error{Op: "dial", Err: err}
+	}
+	d.raw = raw
+	d.conn = &deadlineConn{Conn: raw, timeout: d.c.timeout()}
+	d.stop = context.AfterFunc(d.ctx, func() { raw.Close() })
+	d.log.Debug("upstream connected", "addr", addr, "tls_mode", string(d.p.TLS.Mode))
+	return nil
+}
+
+// close says QUIT if the session is in step (no error, or the last error was
+// a reply), then closes the connection.
+func (d *delivery) close(err error) {
+	var e *Error
+	if d.sc != nil && (err == nil || errors.As(err, &e) && e.Code != 0) {
+		d.conn.timeout = min(d.conn.timeout, quitTimeout)
+		d.sc.Quit() // best effort: the outcome is already known
+	}
+	d.stop()
+	d.raw.Close()
+}
+
+// hello makes the go-smtp client on conn, reads the greeting (unless conn
+// replays one) and says EHLO.
+func (d *delivery) hello(conn *smtpConn) error {
+	// Never set sc.DebugWriter: it copies AUTH and bodies (G14).
+	d.sc = smtp.NewClient(conn)
+	if err := d.sc.Hello(d.c.helloName()); err != nil {
+		op := "ehlo"
+		if conn.writes == 0 {
+			op = "greeting"
+		}
+		d.sc = nil // go-smtp keeps the error: no QUIT is possible
+		return setupErr(op, err)
+	}
+	return nil
+}
+
+// finish gives every recipient without an outcome the error that ended the
+// session: no recipient is ever left looking delivered by default.
+func (d *delivery) finish(err error) {
+	if err == nil {
+		err = &Error{Op: "data", Err: errors.New("upstream: no outcome for this recipient")}
+	}
+	var e *Error
+	if ctxErr := d.ctx.Err(); ctxErr != nil && errors.As(err, &e) && e.Code == 0 && !errors.Is(e, ctxErr) {
+		e.Err = fmt.Errorf("%w (%w)", e.Err, ctxErr)
+	}
+	for i, p := range d.pending {
+		if p {
+			d.set(i, queue.Result{Err: err})
+		}
+	}
+}
+
+// set records the outcome for recipient i.
+func (d *delivery) set(i int, r queue.Result) {
+	var e *Error
+	if errors.As(r.Err, &e) {
+		r.Reply = e.reply()
+	}
+	r.TLS = d.tlsInfo
+	d.results[i] = r
+	d.pending[i] = false
+}

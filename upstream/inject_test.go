@@ -1,0 +1,127 @@
+package upstream
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/policy"
+	"github.com/tlsrelay/tlsrelay/queue"
+)
+
+// selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "inject.test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+func verb(line string) string { return strings.ToUpper(strings.Fields(line + " x")[0]) }
+
+// Plaintext sent with the 220 to STARTTLS ("response injection",
+// CVE-2011-0411) must not be read as a reply inside TLS: here it would
+// offer AUTH PLAIN, which the real server inside TLS does not offer.
+func TestSTARTTLSResponseInjectionIgnored(t *testing.T) {
+	cert, pool := selfSigned(t)
+	verbs := make(chan string, 100) // commands seen inside TLS
+	done := make(chan struct{})
+	p := scripted(t, func(c net.Conn, _ <-chan struct{}) {
+		defer close(done)
+		r := bufio.NewReader(c)
+		io.WriteString(c, "220 inject.test ESMTP\r\n")
+		if _, err := r.ReadString('\n'); err != nil { // EHLO
+			return
+		}
+		io.WriteString(c, "250-inject.test\r\n250 STARTTLS\r\n")
+		if _, err := r.ReadString('\n'); err != nil { // STARTTLS
+			return
+		}
+		io.WriteString(c, "220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n")
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		tr := bufio.NewReader(tc)
+		for {
+			line, err := tr.ReadString('\n')
+			if err != nil {
+				return
+			}
+			verbs <- verb(line)
+			if verb(line) == "EHLO" {
+				io.WriteString(tc, "250 inject.test\r\n")
+			} else {
+				io.WriteString(tc, "502 no\r\n")
+			}
+		}
+	})
+	p.TLS = policy.TLS{Mode: policy.TLSStartTLS, RootCAs: pool}
+	p.Auth = policy.Auth{Mechanism: "plain", Username: "alice", Password: password}
+	c, _ := newClient(t, p)
+	r, _ := timed(t, c, t.Context(), smallMsg())
+	// Either the injected bytes were dropped with the buffer (AUTH PLAIN is
+	// then not offered), or they broke the handshake; never an AUTH.
+	e := wantErrOp(t, r, "auth", "tls")
+	t.Logf("outcome: %v", e)
+	if e.Op == "auth" && !strings.Contains(e.Error(), "it offers no AUTH") {
+		t.Errorf("error text: %v", e)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server still running 10s after the delivery")
+	}
+	close(verbs)
+	for v := range verbs {
+		if v != "EHLO" {
+			t.Errorf("server got %s inside TLS", v)
+		}
+	}
+}
+
+// wantErrOp checks that r failed, temporarily, at one of ops.
+func wantErrOp(t *testing.T, r queue.Result, ops ...string) *Error {
+	t.Helper()
+	e, ok := r.Err.(*Error)
+	if !ok {
+		t.Fatalf("err = %v, want *upstream.Error", r.Err)
+	}
+	for _, op := range ops {
+		if e.Op == op && !e.Perm {
+			return e
+		}
+	}
+	t.Fatalf("err = %v (op %q, permanent %v); want a temporary error at %q", e, e.Op, e.Perm, ops)
+	return nil
+}
