@@ -1,0 +1,264 @@
+// Package relay is tlsrelay's inbound side: a go-smtp server that legacy
+// apps use as their smarthost, and the only code that picks SMTP reply codes.
+//
+// The contract:
+//
+//   - 250 2.0.0 "queued as <id>" is given only after Spool.Enqueue has
+//     returned, that is after the message is durably on disk. Any other
+//     outcome queues nothing.
+//   - The spooled message is the client's DATA, dot-unstuffed, CRLF only,
+//     with our Received: header in front. A bare CR or a bare LF anywhere in
+//     it is refused with 550 5.6.0; nothing is rewritten. After a bare LF
+//     the session goes on; a bare CR, in any command or data, also ends it
+//     (go-smtp's DATA reader mishandles CR, G1/G2). Read timeouts end the
+//     session with 421 4.4.2.
+//   - Spool and disk trouble is always 4xx (452 4.3.1 when the spool is over
+//     budget, else 451 4.3.0), never 5xx: a legacy app drops mail on a 5xx.
+//   - Every reply the relay picks comes from one table (reply.go). Reply
+//     texts are generic; details go to the log, keyed by the events
+//     "accepted" and "rejected". Message bodies are never logged.
+//   - Access rules and limits are applied before go-smtp sees a connection:
+//     clients outside listen.allowed_networks get 554 5.7.1, clients past
+//     listen.max_connections 421 4.7.0, and clients during Shutdown 421 4.3.2,
+//     each as the greeting, and are closed.
+//
+// go-smtp v0.25.1 has defects a Session cannot fix (docs: security.md,
+// table G). Each workaround here is marked "Guard (Gn)" where it is made.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/tlsrelay/tlsrelay/policy"
+)
+
+// forceGrace bounds how long Shutdown waits, once it has closed the
+// connections, for their sessions to return (from Spool.Enqueue, say).
+const forceGrace = 2 * time.Second
+
+// maxLineLength is RFC 5321's 1000-octet line limit, doubled as go-smtp does.
+const maxLineLength = 2000
+
+// Spool is where accepted mail goes; *queue.Queue implements it. Enqueue
+// returns only once the message is durably on disk. An error with a method
+// Full() bool returning true means the spool is over its budget. Errors from
+// reading body are returned wrapped (errors.Is works), and a message whose
+// body could not be read to io.EOF is never committed.
+type Spool interface {
+	Enqueue(ctx context.Context, client, from string, to []string, body io.Reader) (id string, err error)
+}
+
+// Options configure a Server. Listen must have every limit set (policy's
+// loader fills in the defaults); New refuses zero limits, since go-smtp reads
+// zero as "unlimited" (security.md G9). An empty Listen.AllowedNetworks means
+// loopback only (127.0.0.0/8 and ::1), never "everyone".
+type Options struct {
+	Listen   policy.Listen
+	Routable func(from, rcpt string) bool // nil = everything routable; main passes cfg.Route(...) != nil
+	Spool    Spool
+	Log      *slog.Logger     // nil = discard
+	Now      func() time.Time // for the Received header; nil = time.Now
+}
+
+// Server is the inbound SMTP server. Create it with New.
+type Server struct {
+	opts        Options
+	smtp        *smtp.Server
+	log         *slog.Logger
+	now         func() time.Time
+	allowedNets []netip.Prefix
+	ctx         context.Context // for Enqueue; cancelled when Shutdown gives up
+	cancel      context.CancelFunc
+	draining    atomic.Bool
+
+	mu            sync.Mutex
+	ln            *listener
+	conns         map[*conn]struct{}
+	drained       chan struct{} // made by Shutdown; closed when conns is empty
+	drainedClosed bool
+}
+
+// New checks o and builds the server. It does not listen yet.
+func New(o Options) (*Server, error) {
+	if err := check(o); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: o, log: o.Log, now: o.Now, conns: map[*conn]struct{}{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.allowedNets = o.Listen.AllowedNetworks
+	if len(s.allowedNets) == 0 {
+		s.allowedNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	// Guard (G9): go-smtp leaves every limit at "unlimited" and an empty
+	// Addr at all interfaces; set each one. Guard (G14): Debug stays nil, it
+	// would log AUTH and bodies. AUTH is neither advertised nor accepted:
+	// sessions do not implement smtp.AuthSession and AllowInsecureAuth is off.
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Network = "tcp"
+	srv.Addr = o.Listen.Addr
+	srv.Domain = o.Listen.Hostname
+	srv.MaxMessageBytes = o.Listen.MaxMessageBytes
+	srv.MaxRecipients = o.Listen.MaxRecipients
+	srv.MaxLineLength = maxLineLength
+	srv.ReadTimeout = o.Listen.ReadTimeout
+	srv.WriteTimeout = o.Listen.WriteTimeout
+	srv.AllowInsecureAuth = false
+	srv.Debug = nil
+	srv.ErrorLog = errorLog{s.log}
+	s.smtp = srv
+	return s, nil
+}
+
+// check refuses options that would leave a limit off or the server open.
+func check(o Options) error {
+	l := o.Listen
+	switch {
+	case l.Addr == "":
+		return errors.New("relay: listen.addr is empty (it would mean all interfaces)")
+	case l.Hostname == "":
+		return errors.New("relay: listen.hostname is empty")
+	case l.MaxMessageBytes <= 0:
+		return fmt.Errorf("relay: listen.max_message_bytes must be positive, got %d", l.MaxMessageBytes)
+	case l.MaxRecipients <= 0:
+		return fmt.Errorf("relay: listen.max_recipients must be positive, got %d", l.MaxRecipients)
+	case l.MaxConnections <= 0:
+		return fmt.Errorf("relay: listen.max_connections must be positive, got %d", l.MaxConnections)
+	case l.ReadTimeout <= 0 || l.WriteTimeout <= 0:
+		return fmt.Errorf("relay: listen.read_timeout and write_timeout must be positive, got %s and %s",
+			l.ReadTimeout, l.WriteTimeout)
+	case o.Spool == nil:
+		return errors.New("relay: no Spool")
+	}
+	return nil
+}
+
+// ListenAndServe listens on Options.Listen.Addr and serves; see Serve.
+func (s *Server) ListenAndServe() error {
+	l, err := net.Listen("tcp", s.opts.Listen.Addr)
+	if err != nil {
+		return fmt.Errorf("relay: listen on %s: %w", s.opts.Listen.Addr, err)
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts connections on l until Shutdown, then returns nil; Shutdown
+// closes l. A Server serves one listener, once: a second Serve (or one after
+// Shutdown) closes l and returns smtp.ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.ln != nil || s.draining.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return smtp.ErrServerClosed
+	}
+	s.ln = &listener{Listener: l, srv: s}
+	s.mu.Unlock()
+	return s.smtp.Serve(s.ln)
+}
+
+// Addr is the address Serve listens on, or nil before Serve.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown drains the server. New connections keep being accepted and get
+// 421 4.3.2 (the listener stays open, so clients see a reply instead of a
+// refused connection). Sessions outside a transaction get 421 4.3.2 at their
+// next command; sessions inside one may finish it. When the last connection
+// has closed, Shutdown closes the listener and returns nil.
+//
+// When ctx is done first, Shutdown closes every connection (a message not
+// yet answered 250 is not queued: its read fails and the context given to
+// Enqueue is cancelled), waits up to forceGrace for the sessions to return
+// from Data, and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	drained := s.startDrain()
+	select {
+	case <-drained:
+		err := s.smtp.Shutdown(ctx) // closes the listener; waits for go-smtp's handlers
+		s.cancel()
+		if errors.Is(err, smtp.ErrServerClosed) {
+			err = nil // a second Shutdown
+		}
+		return err
+	case <-ctx.Done():
+	}
+	s.cancel()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Conn.Close() // go-smtp's handler sees the error and calls c.Close
+	}
+	s.mu.Unlock()
+	s.smtp.Close()
+	t := time.NewTimer(forceGrace)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+		s.log.Warn("smtp_error", "detail", "sessions still running after Shutdown closed them")
+	}
+	return ctx.Err()
+}
+
+// startDrain turns draining on, wakes the sessions that wait for a command
+// outside a transaction (their Read then answers 421 4.3.2), and returns a
+// channel closed when no connection is left.
+func (s *Server) startDrain() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining.Store(true)
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+		if len(s.conns) == 0 {
+			close(s.drained)
+			s.drainedClosed = true
+		}
+	}
+	for c := range s.conns {
+		if !c.busy.Load() {
+			c.Conn.SetReadDeadline(time.Now())
+		}
+	}
+	return s.drained
+}
+
+// logRejected writes the "rejected" event for a reply we gave.
+func (s *Server) logRejected(r *smtp.SMTPError, cause error, client string, attrs ...any) {
+	args := append([]any{"code", r.Code, "reason", cause.Error(), "client", client}, attrs...)
+	s.log.Info("rejected", args...)
+}
+
+// errorLog routes go-smtp's internal errors (failed connections, recovered
+// panics) to slog instead of stderr.
+type errorLog struct{ log *slog.Logger }
+
+func (l errorLog) Printf(format string, v ...any) {
+	l.log.Warn("smtp_error", "detail", fmt.Sprintf(format, v...))
+}
+
+func (l errorLog) Println(v ...any) {
+	l.log.Warn("smtp_error", "detail", fmt.Sprint(v...))
+}
