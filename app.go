@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/policy"
+	"github.com/tlsrelay/tlsrelay/queue"
+	"github.com/tlsrelay/tlsrelay/relay"
+	"github.com/tlsrelay/tlsrelay/upstream"
+)
+
+// The seams between stages, checked at compile time.
+var (
+	_ relay.Spool     = (*queue.Queue)(nil)
+	_ queue.Deliverer = (*upstream.Client)(nil)
+)
+
+// drainTimeout bounds how long open inbound sessions may finish after a
+// stop signal; the queue has its own StopTimeout for in-flight deliveries.
+const drainTimeout = 30 * time.Second
+
+// app is one running relay: the inbound server, the spool and its workers.
+type app struct {
+	cfg *policy.Config
+	log *slog.Logger
+	q   *queue.Queue
+	srv *relay.Server
+}
+
+// newApp wires the packages for cfg. It opens (and locks) the spool.
+func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
+	up := &upstream.Client{
+		Providers: cfg.Providers,
+		HelloName: cfg.Listen.Hostname,
+		Log:       log,
+	}
+	conns := map[string]int{}
+	for name, p := range cfg.Providers {
+		conns[name] = p.MaxConnections
+	}
+	q, err := queue.Open(queue.Options{
+		Dir:            cfg.Queue.Dir,
+		Route:          cfg.Route,
+		Retry:          queue.Retry(cfg.Queue.Retry),
+		MaxAge:         cfg.Queue.MaxAge,
+		MaxItems:       cfg.Queue.MaxItems,
+		MaxBytes:       cfg.Queue.MaxBytes,
+		Workers:        cfg.Queue.Workers,
+		MaxConnections: conns,
+		Log:            log,
+	}, up)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := relay.New(relay.Options{
+		Listen:   cfg.Listen,
+		Routable: func(from, rcpt string) bool { return cfg.Route(from, rcpt) != nil },
+		Spool:    q,
+		Log:      log,
+	})
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	return &app{cfg: cfg, log: log, q: q, srv: srv}, nil
+}
+
+// run serves on l and delivers until ctx ends, then drains: new connections
+// get 421, open sessions may finish (drainTimeout), in-flight deliveries may
+// finish (the queue's StopTimeout). Mail not yet delivered stays on disk.
+func (a *app) run(ctx context.Context, l net.Listener) error {
+	qctx, stopQueue := context.WithCancel(context.Background())
+	defer stopQueue()
+	qdone := make(chan error, 1)
+	go func() { qdone <- a.q.Run(qctx) }()
+	sdone := make(chan error, 1)
+	go func() { sdone <- a.srv.Serve(l) }()
+	a.log.Info("listening", "addr", l.Addr().String(), "spool", a.cfg.Queue.Dir, "queued", len(a.q.List()))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-sdone:
+	}
+	a.log.Info("stopping", "drain_timeout", drainTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	if err := a.srv.Shutdown(sctx); err != nil {
+		a.log.Warn("inbound sessions did not finish in time; closed them", "error", err)
+	}
+	cancel()
+	stopQueue()
+	<-qdone
+	err := a.q.Close()
+	a.log.Info("stopped", "queued", len(a.q.List()))
+	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) {
+		return serveErr
+	}
+	return err
+}
+
+// newLogger builds the slog logger that cfg.Log asks for.
+func newLogger(cfg policy.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(cfg.Format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// cmdServe runs the relay from a config file until SIGINT or SIGTERM.
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	path := fs.String("config", "relay.yaml", "config file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := policy.Load(*path, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("%s is not valid:\n%w", *path, err)
+	}
+	log := newLogger(cfg.Log, stderr)
+	a, err := newApp(cfg, log)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Listen.Addr)
+	if err != nil {
+		a.q.Close()
+		return fmt.Errorf("listen on %s (listen.addr): %w", cfg.Listen.Addr, err)
+	}
+	return a.run(ctx, l)
+}

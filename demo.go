@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/internal/smtptest"
+	"github.com/tlsrelay/tlsrelay/policy"
+)
+
+// demoConfig is the embedded config of `tlsrelay demo`: the relay on a free
+// loopback port, one provider that is the built-in upstream, reached with
+// required STARTTLS, verified against the demo's own CA, with AUTH PLAIN.
+const demoConfig = `# tlsrelay demo: generated at run time
+listen:
+  addr: 127.0.0.1:0
+  hostname: tlsrelay.demo
+queue:
+  dir: %q
+  retry: {initial: 1s, max: 10s, factor: 2, jitter: 0.2}
+providers:
+  demo-upstream:
+    host: 127.0.0.1
+    port: %d
+    tls:
+      mode: starttls
+      server_name: localhost
+      ca_file: %q
+      min_version: "1.2"
+    auth:
+      mechanism: plain
+      username_env: DEMO_USER
+      password_env: DEMO_PASSWORD
+default: [demo-upstream]
+log: {format: text, level: info}
+`
+
+// demoEnv holds the demo's credentials; the real environment is not read.
+type demoEnv map[string]string
+
+func (e demoEnv) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
+
+// cmdDemo runs the whole path on loopback: a relay, a strict-TLS upstream
+// with AUTH, and one message from app to upstream.
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", stderr)
+	once := fs.Bool("once", false, "exit after the first message is delivered")
+	dir := fs.String("dir", "", "keep the spool and CA here (default: a temporary directory, removed at exit)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	work, cleanup, err := demoDir(*dir)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	var pw [12]byte
+	rand.Read(pw[:])
+	env := demoEnv{"DEMO_USER": "demo", "DEMO_PASSWORD": hex.EncodeToString(pw[:])}
+	up, err := smtptest.New(smtptest.Options{
+		Mode: smtptest.StartTLS, Users: map[string]string{env["DEMO_USER"]: env["DEMO_PASSWORD"]},
+		AuthRequired: true, Domain: "upstream.demo",
+	})
+	if err != nil {
+		return fmt.Errorf("start the demo upstream: %w", err)
+	}
+	defer up.Close()
+	caFile := filepath.Join(work, "demo-ca.pem")
+	if err := os.WriteFile(caFile, up.CACertPEM(), 0o600); err != nil {
+		return err
+	}
+	src := fmt.Sprintf(demoConfig, filepath.Join(work, "spool"), up.Port(), caFile)
+	cfg, err := policy.Parse("demo.yaml", []byte(src), env.lookup)
+	if err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	return runDemo(ctx, cfg, up, *once, stdout, stderr)
+}
+
+// demoDir returns the demo's working directory and how to clean it up.
+func demoDir(dir string) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, os.MkdirAll(dir, 0o700)
+	}
+	tmp, err := os.MkdirTemp("", "tlsrelay-demo-")
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+func runDemo(ctx context.Context, cfg *policy.Config, up *smtptest.Server, once bool, stdout, stderr io.Writer) error {
+	a, err := newApp(cfg, newLogger(cfg.Log, stderr))
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Listen.Addr)
+	if err != nil {
+		a.q.Close()
+		return err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- a.run(rctx, l) }()
+	relayAddr := l.Addr().String()
+	fmt.Fprintf(stdout, "relay:    listening on %s (plain SMTP, as a legacy app expects)\n", relayAddr)
+	fmt.Fprintf(stdout, "upstream: %s (STARTTLS required, certificate from the demo CA, AUTH PLAIN)\n", up.Addr())
+
+	err = demoSend(ctx, relayAddr, up, stdout)
+	if err == nil && !once {
+		fmt.Fprintf(stdout, "\nThe relay keeps running. Send more with:\n  go run . send -server %s -to someone@example.com\nPress Ctrl-C to stop.\n", relayAddr)
+		demoWatch(rctx, up, stdout)
+	}
+	stop()
+	if rerr := <-done; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// demoSend sends one message through the relay and waits for the upstream
+// to receive it.
+func demoSend(ctx context.Context, relayAddr string, up *smtptest.Server, stdout io.Writer) error {
+	o := sendOptions{
+		server: relayAddr, from: "app@legacy.example", to: []string{"someone@example.com"},
+		subject: "Hello through tlsrelay", body: "Sent in plain SMTP, delivered over verified TLS.",
+		helo: "legacy-app", timeout: 10 * time.Second,
+	}
+	reply, err := sendMessage(ctx, o, testMessage(o))
+	if err != nil {
+		return fmt.Errorf("send through the relay: %w", err)
+	}
+	fmt.Fprintf(stdout, "app:      sent a message; the relay answered %q\n", reply)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	msgs, err := up.WaitMessages(wctx, 1)
+	if err != nil {
+		return errors.New("the upstream did not receive the message within 15s; see the log above")
+	}
+	printDelivered(stdout, msgs[0])
+	return nil
+}
+
+// demoWatch prints each further message the upstream receives until ctx ends.
+func demoWatch(ctx context.Context, up *smtptest.Server, stdout io.Writer) {
+	for n := 2; ; n++ {
+		msgs, err := up.WaitMessages(ctx, n)
+		if err != nil {
+			return
+		}
+		printDelivered(stdout, msgs[n-1])
+	}
+}
+
+func printDelivered(w io.Writer, m smtptest.Message) {
+	proto := "plaintext"
+	if m.TLS != nil {
+		proto = tls.VersionName(m.TLS.Version) + ", " + tls.CipherSuiteName(m.TLS.CipherSuite)
+	}
+	fmt.Fprintf(w, "upstream: delivered from <%s> to %v over %s, AUTH as %q\n", m.From, m.To, proto, m.AuthUser)
+	fmt.Fprintf(w, "---- message as the upstream received it ----\n%s---- end ----\n", m.Data)
+}

@@ -1,0 +1,112 @@
+// Command tlsrelay is a local SMTP relay for legacy programs: it accepts
+// plain SMTP on loopback, writes each message durably to a spool, answers
+// 250, and delivers it upstream over strict, per-provider TLS with AUTH,
+// retrying and failing over until it is delivered or expires.
+//
+// main.go alone wires the packages: policy (config), relay (inbound SMTP),
+// queue (spool and scheduler) and upstream (outbound delivery).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const usage = `tlsrelay: a local SMTP relay that delivers over strict TLS
+
+Usage:
+  tlsrelay demo    [-once]                     relay + built-in strict-TLS upstream; sends one message through
+  tlsrelay serve   -config relay.yaml          run the relay
+  tlsrelay check   -config relay.yaml          validate the config and print it (secrets redacted)
+  tlsrelay send    [-server ADDR] [-from A] -to A   send a test message to a relay
+  tlsrelay version
+
+Run "tlsrelay COMMAND -h" for a command's flags.
+`
+
+// errUsage means the command line was wrong; the message was already printed.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "tlsrelay:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run executes one command; it is main without the process around it, so
+// tests can call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, args, stderr)
+	case "check":
+		return cmdCheck(args, stdout, stderr)
+	case "send":
+		return cmdSend(ctx, args, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "tlsrelay %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "tlsrelay: unknown command %q\n\n%s", cmd, usage)
+		return errUsage
+	}
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("tlsrelay "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args and refuses positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q (flags go before arguments)\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
