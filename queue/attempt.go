@@ -72,6 +72,13 @@ func (q *Queue) providerSem(provider string) chan struct{} {
 func (q *Queue) record(it *Item, i int, provider string, res Result, now time.Time) {
 	r := &it.Rcpts[i]
 	r.Attempts++
+	defer func() {
+		ev := Event{Time: now.UTC(), Rcpt: r.Addr, Provider: provider, Status: r.Status, Code: r.LastCode, Text: r.LastError}
+		if r.Status == Delivered {
+			ev.Text = res.Reply
+		}
+		it.addEvent(ev)
+	}()
 	if res.Err == nil {
 		r.Status, r.Provider, r.Reply, r.LastError, r.LastCode = Delivered, provider, res.Reply, "", 0
 		q.log.Info("delivered", "id", it.ID, "rcpt", r.Addr, "provider", provider,
@@ -95,7 +102,7 @@ func (q *Queue) record(it *Item, i int, provider string, res Result, now time.Ti
 	r.Index = 0
 	round := (r.Attempts + len(r.Route) - 1) / len(r.Route)
 	next := now.Add(Backoff(q.opts.Retry, round, q.opts.Rand()))
-	if deadline := it.Arrived.Add(q.opts.MaxAge); next.After(deadline) {
+	if deadline := it.since().Add(q.opts.MaxAge); next.After(deadline) {
 		next = deadline // expire on time rather than one long wait late
 	}
 	r.Status, r.NextAttempt = Deferred, next
@@ -120,6 +127,7 @@ func (q *Queue) expire(it *Item) (changed bool) {
 			msg += "; last error: " + r.LastError
 		}
 		r.LastError = msg
+		it.addEvent(Event{Time: q.now().UTC(), Rcpt: r.Addr, Status: Failed, Text: msg})
 		q.log.Warn("failed", "id", it.ID, "rcpt", r.Addr, "attempt", r.Attempts, "code", r.LastCode, "error", msg)
 	}
 	return changed

@@ -33,6 +33,43 @@ type Item struct {
 	Size    int64     `json:"size"`
 	Client  string    `json:"client"`
 	Rcpts   []Rcpt    `json:"rcpts"`
+	// Requeued is when an operator moved it back from dead/; max_age
+	// counts from then.
+	Requeued time.Time `json:"requeued,omitzero"`
+	// Warned is set once a delay warning has been sent.
+	Warned  bool    `json:"warned,omitempty"`
+	History []Event `json:"history,omitempty"` // the last maxHistory attempts' outcomes
+}
+
+// Event is one recipient's outcome of one attempt, kept for the operator
+// and for dead letters.
+type Event struct {
+	Time     time.Time `json:"time"`
+	Rcpt     string    `json:"rcpt"`
+	Provider string    `json:"provider,omitempty"`
+	Status   Status    `json:"status"`
+	Code     int       `json:"code,omitempty"`
+	Text     string    `json:"text,omitempty"` // the error, or the provider's reply
+}
+
+// maxHistory bounds History, so that a long outage cannot grow an envelope
+// without end.
+const maxHistory = 50
+
+// since is when max_age started counting.
+func (it *Item) since() time.Time {
+	if it.Requeued.After(it.Arrived) {
+		return it.Requeued
+	}
+	return it.Arrived
+}
+
+// addEvent appends to History, dropping the oldest past maxHistory.
+func (it *Item) addEvent(ev Event) {
+	it.History = append(it.History, ev)
+	if n := len(it.History) - maxHistory; n > 0 {
+		it.History = append(it.History[:0:0], it.History[n:]...)
+	}
 }
 
 // Rcpt is one recipient's route and delivery state.
@@ -55,6 +92,7 @@ var idPattern = regexp.MustCompile(`^[0-9a-f]{16}-[0-9a-f]{12}$`)
 // clone returns a deep copy, so callers can read it without the queue's lock.
 func (it *Item) clone() Item {
 	c := *it
+	c.History = append([]Event(nil), it.History...)
 	c.Rcpts = make([]Rcpt, len(it.Rcpts))
 	for i, r := range it.Rcpts {
 		r.Route = append([]string(nil), r.Route...)

@@ -87,6 +87,10 @@ func (q *Queue) loadOne(id string, hasBody bool) {
 	}
 	q.items[id] = &entry{item: it}
 	q.bytes += it.Size
+	// A requeue that crashed after its commit leaves a stale dead letter.
+	if _, err := os.Stat(q.path(dirDead, id, ".json")); err == nil {
+		q.fs.Remove(q.path(dirDead, id, ".json"))
+	}
 }
 
 func (q *Queue) orphanBody(id string) {

@@ -120,7 +120,7 @@ func (q *Queue) process(ctx context.Context, it *Item, saved func()) {
 	}
 	for ; rounds > 0 && ctx.Err() == nil; rounds-- {
 		now := q.now()
-		if now.Sub(it.Arrived) >= q.opts.MaxAge && q.expire(it) {
+		if now.Sub(it.since()) >= q.opts.MaxAge && q.expire(it) {
 			q.save(it, saved)
 		}
 		groups := dueGroups(it, now)

@@ -1,0 +1,184 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Errors of the operator commands.
+var (
+	ErrNotFound = errors.New("no such message")
+	ErrBusy     = errors.New("message is being delivered right now; try again in a moment")
+)
+
+// Get returns a copy of the queued item id.
+func (q *Queue) Get(id string) (Item, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, ok := q.items[id]
+	if !ok {
+		return Item{}, fmt.Errorf("%w %q in the queue", ErrNotFound, id)
+	}
+	return e.item.clone(), nil
+}
+
+// Retry makes every unfinished recipient of id due now, from the first
+// provider of its route. A message in delivery is left alone (ErrBusy).
+func (q *Queue) Retry(id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, ok := q.items[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w %q in the queue", ErrNotFound, id)
+	case e.busy:
+		return ErrBusy
+	}
+	q.retryLocked(e)
+	q.notifyLocked()
+	return nil
+}
+
+// RetryAll makes every unfinished recipient of every message not in
+// delivery due now, and returns how many messages that touched.
+func (q *Queue) RetryAll() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, e := range q.items {
+		if !e.busy {
+			q.retryLocked(e)
+			n++
+		}
+	}
+	q.notifyLocked()
+	return n
+}
+
+// retryLocked rewrites the in-memory schedule only: the envelope on disk
+// keeps the old next attempt, which is harmless (an earlier attempt after a
+// restart is what the operator asked for anyway).
+func (q *Queue) retryLocked(e *entry) {
+	it := e.item.clone()
+	now := q.now().UTC()
+	for i := range it.Rcpts {
+		if r := &it.Rcpts[i]; !r.Status.Final() && r.NextAttempt.After(now) {
+			r.NextAttempt = now
+		}
+	}
+	e.item, e.hold = &it, now
+}
+
+// Delete removes a queued message for good, body and envelope. It is not
+// delivered and no bounce is sent.
+func (q *Queue) Delete(id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, ok := q.items[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w %q in the queue", ErrNotFound, id)
+	case e.busy:
+		return ErrBusy
+	}
+	if err := q.fs.Remove(q.path(dirQueue, id, ".json")); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	q.fs.Remove(q.path(dirQueue, id, ".eml"))
+	q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+	delete(q.items, id)
+	q.bytes -= e.item.Size
+	q.log.Warn("deleted", "id", id, "by", "operator")
+	q.notifyLocked()
+	return nil
+}
+
+// Dead returns the dead-lettered messages, oldest first. Unreadable
+// envelopes in dead/ are skipped and logged.
+func (q *Queue) Dead() ([]Item, error) {
+	dir := filepath.Join(q.opts.Dir, dirDead)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Item
+	for _, ent := range ents {
+		id, ok := strings.CutSuffix(ent.Name(), ".json")
+		if !ok || !idPattern.MatchString(id) {
+			continue
+		}
+		it, err := q.readDead(id)
+		if err != nil {
+			q.log.Warn("unreadable dead letter", "id", id, "error", err)
+			continue
+		}
+		out = append(out, it)
+	}
+	sortItems(out)
+	return out, nil
+}
+
+func (q *Queue) readDead(id string) (Item, error) {
+	b, err := os.ReadFile(q.path(dirDead, id, ".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return Item{}, fmt.Errorf("%w %q in dead letters", ErrNotFound, id)
+	}
+	if err != nil {
+		return Item{}, err
+	}
+	var it Item
+	if err := json.Unmarshal(b, &it); err != nil {
+		return Item{}, fmt.Errorf("dead letter %s: %w", id, err)
+	}
+	return it, nil
+}
+
+// GetDead returns one dead-lettered message.
+func (q *Queue) GetDead(id string) (Item, error) {
+	if !idPattern.MatchString(id) {
+		return Item{}, fmt.Errorf("%w %q in dead letters", ErrNotFound, id)
+	}
+	return q.readDead(id)
+}
+
+// Requeue moves a dead letter back into the queue: its failed recipients
+// become pending again from the first provider of their route, and its
+// max_age counts from now. Delivered recipients are not sent again.
+func (q *Queue) Requeue(id string) error {
+	it, err := q.GetDead(id)
+	if err != nil {
+		return err
+	}
+	now := q.now().UTC()
+	for i := range it.Rcpts {
+		if r := &it.Rcpts[i]; r.Status == Failed {
+			r.Status, r.Index, r.NextAttempt = Pending, 0, now
+		}
+	}
+	it.Requeued = now
+	if err := q.reserve(); err != nil {
+		return err
+	}
+	if err := q.fs.Rename(q.path(dirDead, id, ".eml"), q.path(dirQueue, id, ".eml")); err != nil {
+		q.release(0)
+		return fmt.Errorf("requeue %s: %w", id, err)
+	}
+	// The new envelope lands in q/ (the commit), then the old one leaves dead/.
+	if err := q.persist(&it); err != nil {
+		q.fs.Rename(q.path(dirQueue, id, ".eml"), q.path(dirDead, id, ".eml"))
+		q.release(0)
+		return fmt.Errorf("requeue %s: %w", id, err)
+	}
+	q.fs.Remove(q.path(dirDead, id, ".json"))
+	q.fs.SyncDir(filepath.Join(q.opts.Dir, dirDead))
+	q.mu.Lock()
+	q.bytes += it.Size
+	q.mu.Unlock()
+	q.add(&it)
+	q.log.Info("requeued", "id", id, "by", "operator")
+	return nil
+}
