@@ -40,6 +40,7 @@ type Options struct {
 	MaxItems int                              // 0 = no limit
 	MaxBytes int64                            // 0 = no limit
 	Workers  int                              // concurrent deliveries; 0 = 4
+	Bounce   Bounce                           // delivery status notifications; zero = none
 	// MaxConnections bounds concurrent attempts per provider (absent = 4).
 	MaxConnections map[string]int
 	// StopTimeout is how long in-flight deliveries may go on after Run's

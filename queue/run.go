@@ -94,6 +94,7 @@ func (q *Queue) work(ctx context.Context, e *entry, done chan<- struct{}) {
 	it := new(Item)
 	*it = e.item.clone()
 	q.process(ctx, it, func() { q.publish(e, it) })
+	q.warnDelay(it, func() { q.publish(e, it) })
 	if fin, failed := it.done(); fin {
 		if err := q.retire(it, failed); err != nil {
 			q.log.Error("cannot take finished message out of the spool; will try again", "id", it.ID, "error", err)
@@ -102,6 +103,7 @@ func (q *Queue) work(ctx context.Context, e *entry, done chan<- struct{}) {
 		}
 		if failed {
 			q.log.Warn("dead", "id", it.ID, "dir", q.path(dirDead, it.ID, ""))
+			q.notify(it, Failed, q.path(dirDead, it.ID, ".eml"))
 		}
 		q.mu.Lock()
 		delete(q.items, it.ID)
@@ -135,6 +137,21 @@ func (q *Queue) process(ctx context.Context, it *Item, saved func()) {
 			q.save(it, saved)
 		}
 	}
+}
+
+// warnDelay sends the one delay warning a message gets, once it is older
+// than Bounce.DelayWarning with recipients still deferred.
+func (q *Queue) warnDelay(it *Item, saved func()) {
+	dw := q.opts.Bounce.DelayWarning
+	if dw <= 0 || it.Warned || q.now().Sub(it.since()) < dw || q.opts.Bounce.target(it) == "" {
+		return
+	}
+	if slices.IndexFunc(it.Rcpts, func(r Rcpt) bool { return r.Status == Deferred }) < 0 {
+		return
+	}
+	q.notify(it, Deferred, q.path(dirQueue, it.ID, ".eml"))
+	it.Warned = true
+	q.save(it, saved)
 }
 
 // save writes an item's state. A failure is logged and delivery goes on:
