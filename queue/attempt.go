@@ -30,12 +30,17 @@ func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []
 		}
 		return rs
 	}
-	sem := q.providerSem(provider)
+	q.mu.Lock()
+	sem, pace := q.semLocked(provider), q.pacers[provider]
+	q.mu.Unlock()
 	select {
 	case sem <- struct{}{}:
 		defer func() { <-sem }()
 	case <-ctx.Done():
 		return fail(ctx.Err())
+	}
+	if err := pace.take(ctx, q.now()); err != nil {
+		return fail(err)
 	}
 	body, err := q.openBody(it.ID)
 	if err != nil {
@@ -51,9 +56,8 @@ func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []
 	return rs
 }
 
-func (q *Queue) providerSem(provider string) chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+// semLocked returns the semaphore bounding a provider's connections. Hold q.mu.
+func (q *Queue) semLocked(provider string) chan struct{} {
 	sem, ok := q.provSem[provider]
 	if !ok {
 		n := q.opts.MaxConnections[provider]

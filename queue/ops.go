@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Errors of the operator commands.
@@ -26,25 +27,53 @@ func (q *Queue) Get(id string) (Item, error) {
 	return e.item.clone(), nil
 }
 
-// Retry makes every unfinished recipient of id due now, from the first
-// provider of its route. A message in delivery is left alone (ErrBusy).
+// busyWait is how long Retry and Delete wait for a delivery in progress to
+// end before they give up with ErrBusy.
+const busyWait = 10 * time.Second
+
+// idleLocked returns id's entry once no worker holds it, waiting up to
+// busyWait. It returns with q.mu held, whatever the outcome.
+func (q *Queue) idleLocked(id string) (*entry, error) {
+	deadline := time.Now().Add(busyWait)
+	for {
+		e, ok := q.items[id]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%w %q in the queue", ErrNotFound, id)
+		case !e.busy:
+			return e, nil
+		case !time.Now().Before(deadline):
+			return nil, ErrBusy
+		}
+		ch := q.changed
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(time.Until(deadline)):
+		}
+		q.mu.Lock()
+	}
+}
+
+// Retry makes every unfinished recipient of id due now and saves that, so
+// it holds across a restart too. If the message is in delivery, it waits
+// for that attempt to end (ErrBusy after 10s).
 func (q *Queue) Retry(id string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	e, ok := q.items[id]
-	switch {
-	case !ok:
-		return fmt.Errorf("%w %q in the queue", ErrNotFound, id)
-	case e.busy:
-		return ErrBusy
+	e, err := q.idleLocked(id)
+	if err != nil {
+		return err
 	}
 	q.retryLocked(e)
 	q.notifyLocked()
-	return nil
+	return q.persist(e.item)
 }
 
 // RetryAll makes every unfinished recipient of every message not in
-// delivery due now, and returns how many messages that touched.
+// delivery due now, and returns how many messages that touched. Unlike
+// Retry it changes only the schedule in memory (rewriting every envelope
+// would stall new mail): after a restart the saved schedule applies.
 func (q *Queue) RetryAll() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -59,9 +88,7 @@ func (q *Queue) RetryAll() int {
 	return n
 }
 
-// retryLocked rewrites the in-memory schedule only: the envelope on disk
-// keeps the old next attempt, which is harmless (an earlier attempt after a
-// restart is what the operator asked for anyway).
+// retryLocked makes an item due now in memory.
 func (q *Queue) retryLocked(e *entry) {
 	it := e.item.clone()
 	now := q.now().UTC()
@@ -74,16 +101,14 @@ func (q *Queue) retryLocked(e *entry) {
 }
 
 // Delete removes a queued message for good, body and envelope. It is not
-// delivered and no bounce is sent.
+// delivered and no bounce is sent. Like Retry, it waits for a delivery in
+// progress to end.
 func (q *Queue) Delete(id string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	e, ok := q.items[id]
-	switch {
-	case !ok:
-		return fmt.Errorf("%w %q in the queue", ErrNotFound, id)
-	case e.busy:
-		return ErrBusy
+	e, err := q.idleLocked(id)
+	if err != nil {
+		return err
 	}
 	if err := q.fs.Remove(q.path(dirQueue, id, ".json")); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)

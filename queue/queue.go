@@ -43,6 +43,9 @@ type Options struct {
 	Bounce   Bounce                           // delivery status notifications; zero = none
 	// MaxConnections bounds concurrent attempts per provider (absent = 4).
 	MaxConnections map[string]int
+	// Rates paces each provider's attempts (absent = no limit). New mail
+	// is still accepted: it waits in the spool.
+	Rates map[string]Rate
 	// StopTimeout is how long in-flight deliveries may go on after Run's
 	// context ends; then their context is cancelled. 0 = 30s.
 	StopTimeout time.Duration
@@ -68,6 +71,7 @@ type Queue struct {
 	wake    chan struct{} // tells the scheduler to look again
 	closed  bool
 	provSem map[string]chan struct{}
+	pacers  map[string]*pacer // nil entries: no rate limit
 }
 
 // entry is an item with its scheduling state; guarded by Queue.mu, except
@@ -91,6 +95,10 @@ func Open(o Options, d Deliverer) (*Queue, error) {
 		opts: o, d: d, fs: o.FS, log: o.Log,
 		items: map[string]*entry{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
 		provSem: map[string]chan struct{}{},
+		pacers:  map[string]*pacer{},
+	}
+	for name, r := range o.Rates {
+		q.pacers[name] = newPacer(r)
 	}
 	for _, sub := range []string{dirQueue, dirTmp, dirDead, dirQuarantine} {
 		if err := os.MkdirAll(filepath.Join(o.Dir, sub), 0o700); err != nil {

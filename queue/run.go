@@ -65,14 +65,44 @@ func (q *Queue) dispatch(ctx context.Context, free int, done chan<- struct{}) (i
 		}
 	}
 	slices.SortFunc(due, func(a, b *entry) int { return strings.Compare(a.item.ID, b.item.ID) })
-	if len(due) > free {
-		due = due[:max(free, 0)]
-	}
+	due, wait = q.fairLocked(due, free, now, wait)
 	for _, e := range due {
 		e.busy = true
 		go q.work(ctx, e, done)
 	}
 	return len(due), wait
+}
+
+// fairLocked picks, oldest first, at most free items whose provider has a
+// free connection and whose rate allows an attempt now, so that a slow or
+// rate-limited provider cannot take every worker from the others. It also
+// shortens wait to the next rate slot it skipped for. Hold q.mu.
+func (q *Queue) fairLocked(due []*entry, free int, now time.Time, wait time.Duration) ([]*entry, time.Duration) {
+	picked := due[:0]
+	used := map[string]int{}
+	for _, e := range due {
+		if len(picked) >= free {
+			break
+		}
+		p := ""
+		if gs := dueGroups(e.item, now); len(gs) > 0 {
+			p = gs[0].provider
+		}
+		if p != "" {
+			pace := q.pacers[p]
+			if d := pace.delay(now); d > 0 || (pace != nil && used[p] > 0) {
+				wait = min(wait, max(d, pace.interval)) // one slot per pass
+				continue
+			}
+			sem := q.semLocked(p)
+			if len(sem)+used[p] >= cap(sem) {
+				continue // a worker finishing there wakes the scheduler
+			}
+			used[p]++
+		}
+		picked = append(picked, e)
+	}
+	return picked, wait
 }
 
 // work runs one item's deliveries. A panic is recovered: the item stays on
