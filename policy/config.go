@@ -54,6 +54,11 @@ type Queue struct {
 	MaxBytes int64         // spool budget; full -> 452 4.3.1
 	MaxItems int           // spool budget in messages; 0 = no limit
 	Workers  int           // concurrent deliveries
+	// BounceTo is where delivery status notifications go: "" (none),
+	// "sender" (the envelope sender) or an address.
+	BounceTo string
+	// DelayWarning sends one "still trying" notice after this long; 0 = never.
+	DelayWarning time.Duration
 }
 
 // Retry is the backoff schedule: Initial*Factor^(n-1), capped at Max, +-Jitter.
@@ -75,33 +80,83 @@ const (
 
 // Provider is one upstream SMTP service and the exact policy to reach it.
 type Provider struct {
-	Name           string
+	Name string
+	// Preset is the name of the preset whose values fill the keys the file
+	// leaves out ("" for none); see policy/preset.go.
+	Preset string
+	// Region picks the preset's regional endpoint (aws-ses: "us-east-1";
+	// mailgun: "us" or "eu"; tencent-ses: "ap-hongkong" ...); "" for none.
+	Region         string
 	Host           string
 	Port           int
 	TLS            TLS
 	Auth           Auth
 	MaxConnections int // concurrent connections to this provider
+	// RewriteSender, when set, replaces the envelope sender and the From:
+	// header's address on the way to this provider (a Reply-To: keeps the
+	// original); the null sender is never rewritten. "" = off.
+	RewriteSender string
 }
 
 // Addr returns host:port.
 func (p *Provider) Addr() string { return joinHostPort(p.Host, p.Port) }
 
-// TLS is a provider's TLS policy.
+// TLS is a provider's TLS policy; see policy/tls.go for the keys and their
+// checks, and upstream.TLSConfig for the crypto/tls config built from it.
 type TLS struct {
 	Mode       TLSMode
-	ServerName string         // name checked in the certificate; defaults to Host
-	CAFile     string         // "" = system roots
-	RootCAs    *x509.CertPool // loaded from CAFile; nil = system roots
-	MinVersion uint16         // tls.VersionTLS12 by default
+	MinVersion uint16 // tls.VersionTLS12 by default
+	MaxVersion uint16 // tls.VersionTLS13 by default
+	// Ciphers is tls.ciphers as written ("default" and Go suite names), nil
+	// when not given. CipherSuites is its expansion for crypto/tls: nil means
+	// Go's own defaults (no legacy suite); TLS 1.3 suites are never listed.
+	Ciphers      []string
+	CipherSuites []uint16
+	ServerName   string         // name checked in the certificate; defaults to Host
+	CAFile       string         // "" = system roots
+	RootCAs      *x509.CertPool // loaded from CAFile; nil = system roots
+	// PinSHA256 are SHA-256 hashes of the leaf certificate's public key
+	// (SubjectPublicKeyInfo); when set, the leaf must match one of them, in
+	// addition to the chain check (or instead of it with InsecureSkipVerify).
+	PinSHA256 [][32]byte
+	// ClientCert is the mTLS client certificate from cert_file and key_file,
+	// nil without; it reloads itself when the files change.
+	ClientCert *ClientCert
+	// InsecureSkipVerify turns off the chain and name checks (pins still
+	// apply). Config.Warnings reports it.
+	InsecureSkipVerify bool
 }
 
 // Auth is a provider's SMTP AUTH policy. Mechanism "" means no AUTH.
 type Auth struct {
-	Mechanism    string // "plain" | "login" | ""
+	// Mechanism is "plain", "login", "xoauth2", or "auto": the first of
+	// XOAUTH2 (with OAuth2), PLAIN, LOGIN (with Password) the server offers.
+	Mechanism    string
 	Username     string
-	UsernameFrom string // where Username came from: "username", "env FOO"
-	Password     Secret
-	PasswordFrom string // "env FOO" or "file /run/secrets/x": named, never the value
+	UsernameFrom string  // where Username came from: "username", "env FOO"
+	Password     Secret  // "" with mechanism xoauth2
+	PasswordFrom string  // "env FOO" or "file /run/secrets/x": named, never the value
+	OAuth2       *OAuth2 // token source for XOAUTH2; nil without auth.oauth2
+}
+
+// OAuth2 flows (auth.oauth2.flow).
+const (
+	FlowRefreshToken      = "refresh_token"      // a long-lived refresh token buys access tokens
+	FlowClientCredentials = "client_credentials" // the client's own id and secret buy them
+)
+
+// OAuth2 is where XOAUTH2 access tokens come from: the provider's token
+// endpoint, asked with golang.org/x/oauth2 by package upstream.
+type OAuth2 struct {
+	Flow             string // FlowRefreshToken (default) or FlowClientCredentials
+	TokenURL         string // https, or http for a loopback host
+	ClientID         string
+	ClientIDFrom     string   // "client_id" or "env FOO"
+	ClientSecret     Secret   // "" for a public client (refresh_token flow only)
+	ClientSecretFrom string   // "env FOO" or "file /path", "" without
+	RefreshToken     Secret   // refresh_token flow only
+	RefreshTokenFrom string   // "env FOO" or "file /path"
+	Scopes           []string // client_credentials flow only
 }
 
 // Route sends matching mail to Providers, in order (failover).

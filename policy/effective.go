@@ -41,6 +41,8 @@ type (
 		MaxBytes any            `yaml:"max_bytes"`
 		MaxItems int            `yaml:"max_items"`
 		Workers  int            `yaml:"workers"`
+		BounceTo string         `yaml:"bounce_to"`
+		Delay    string         `yaml:"delay_warning,omitempty"`
 	}
 	effectiveRetry struct {
 		Initial string  `yaml:"initial"`
@@ -49,24 +51,34 @@ type (
 		Jitter  float64 `yaml:"jitter"`
 	}
 	effectiveProvider struct {
+		Preset         string         `yaml:"preset,omitempty"`
+		Region         string         `yaml:"region,omitempty"`
 		Host           string         `yaml:"host"`
 		Port           int            `yaml:"port"`
 		MaxConnections int            `yaml:"max_connections"`
+		RewriteSender  string         `yaml:"rewrite_sender,omitempty"`
 		TLS            effectiveTLS   `yaml:"tls"`
 		Auth           *effectiveAuth `yaml:"auth,omitempty"`
 	}
 	effectiveTLS struct {
-		Mode       string `yaml:"mode"`
-		ServerName string `yaml:"server_name"`
-		CAFile     string `yaml:"ca_file,omitempty"`
-		MinVersion string `yaml:"min_version"`
+		Mode               string   `yaml:"mode"`
+		MinVersion         string   `yaml:"min_version"`
+		MaxVersion         string   `yaml:"max_version"`
+		Ciphers            []string `yaml:"ciphers,flow"`
+		ServerName         string   `yaml:"server_name"`
+		CAFile             string   `yaml:"ca_file,omitempty"`
+		PinSHA256          []string `yaml:"pin_sha256,flow,omitempty"`
+		CertFile           string   `yaml:"cert_file,omitempty"`
+		KeyFile            string   `yaml:"key_file,omitempty"`
+		InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	}
 	effectiveAuth struct {
-		Mechanism    string `yaml:"mechanism"`
-		Username     string `yaml:"username,omitempty"`
-		UsernameEnv  string `yaml:"username_env,omitempty"`
-		PasswordEnv  string `yaml:"password_env,omitempty"`
-		PasswordFile string `yaml:"password_file,omitempty"`
+		Mechanism    string           `yaml:"mechanism"`
+		Username     string           `yaml:"username,omitempty"`
+		UsernameEnv  string           `yaml:"username_env,omitempty"`
+		PasswordEnv  string           `yaml:"password_env,omitempty"`
+		PasswordFile string           `yaml:"password_file,omitempty"`
+		OAuth2       *effectiveOAuth2 `yaml:"oauth2,omitempty"`
 	}
 	effectiveRoute struct {
 		Sender          string   `yaml:"sender,omitempty"`
@@ -143,35 +155,29 @@ func (c *Config) effectiveQueue() effectiveQueue {
 		MaxBytes: sizeValue(q.MaxBytes),
 		MaxItems: q.MaxItems,
 		Workers:  q.Workers,
+		BounceTo: q.BounceTo,
+		Delay:    delayWarning(q.DelayWarning),
 	}
 }
 
+func delayWarning(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return formatDuration(d)
+}
+
 func effectiveProviderOf(p *Provider) effectiveProvider {
-	e := effectiveProvider{
+	return effectiveProvider{
+		Preset:         p.Preset,
+		Region:         p.Region,
 		Host:           p.Host,
 		Port:           p.Port,
 		MaxConnections: p.MaxConnections,
-		TLS: effectiveTLS{
-			Mode:       string(p.TLS.Mode),
-			ServerName: p.TLS.ServerName,
-			CAFile:     p.TLS.CAFile,
-			MinVersion: versionName(p.TLS.MinVersion),
-		},
+		RewriteSender:  p.RewriteSender,
+		TLS:            effectiveTLSOf(p.TLS),
+		Auth:           effectiveAuthOf(p.Auth),
 	}
-	if a := p.Auth; a.Mechanism != "" {
-		e.Auth = &effectiveAuth{Mechanism: a.Mechanism}
-		if name, ok := strings.CutPrefix(a.UsernameFrom, "env "); ok {
-			e.Auth.UsernameEnv = name
-		} else {
-			e.Auth.Username = a.Username
-		}
-		if name, ok := strings.CutPrefix(a.PasswordFrom, "env "); ok {
-			e.Auth.PasswordEnv = name
-		} else {
-			e.Auth.PasswordFile = strings.TrimPrefix(a.PasswordFrom, "file ")
-		}
-	}
-	return e
 }
 
 // versionName maps a crypto/tls version back to its min_version spelling.

@@ -27,13 +27,16 @@ const DefaultListenAddr = "127.0.0.1:2525"
 var schema = map[string][]string{
 	"":                 {"listen", "queue", "providers", "routes", "default", "log"},
 	"listen":           {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "read_timeout", "write_timeout", "allowed_networks"},
-	"queue":            {"dir", "retry", "max_age", "max_bytes", "max_items", "workers"},
+	"queue":            {"dir", "retry", "max_age", "max_bytes", "max_items", "workers", "bounce_to", "delay_warning"},
 	"queue.retry":      {"initial", "max", "factor", "jitter"},
-	"providers.*":      {"host", "port", "max_connections", "tls", "auth"},
-	"providers.*.tls":  {"mode", "server_name", "ca_file", "min_version"},
-	"providers.*.auth": {"mechanism", "username", "username_env", "password_env", "password_file"},
+	"providers.*":      {"preset", "region", "host", "port", "max_connections", "rewrite_sender", "tls", "auth"},
+	"providers.*.tls":  {"mode", "min_version", "max_version", "ciphers", "server_name", "ca_file", "pin_sha256", "cert_file", "key_file", "insecure_skip_verify"},
+	"providers.*.auth": {"mechanism", "username", "username_env", "password_env", "password_file", "oauth2"},
 	"routes[]":         {"sender", "sender_domain", "recipient_domain", "providers"},
 	"log":              {"format", "level"},
+
+	// XOAUTH2 token source (policy/auth.go).
+	"providers.*.auth.oauth2": {"flow", "token_url", "client_id", "client_id_env", "client_secret_env", "client_secret_file", "refresh_token_env", "refresh_token_file", "scopes"},
 }
 
 // Load reads the configuration file at path and returns it validated; see Parse.
@@ -302,7 +305,35 @@ func (d *decoder) queue(s *section) Queue {
 	s.size("max_bytes", &q.MaxBytes)
 	s.integer("max_items", 0, maxInt, &q.MaxItems)
 	s.integer("workers", 1, maxInt, &q.Workers)
+	d.bounce(s, &q)
 	return q
+}
+
+// bounce reads the delivery status notification keys.
+func (d *decoder) bounce(s *section, q *Queue) {
+	if line, ok := s.str("bounce_to", &q.BounceTo); ok && q.BounceTo != "" && q.BounceTo != "sender" && !plainAddress(q.BounceTo) {
+		d.errorf(line, s.sub("bounce_to"), `want "" (no notices), "sender" (the envelope sender) or an address such as postmaster@example.com, got %q`, q.BounceTo)
+	}
+	s.duration("delay_warning", &q.DelayWarning)
+	if q.DelayWarning >= q.MaxAge {
+		d.errorf(d.lineOf(s.sub("delay_warning")), s.sub("delay_warning"),
+			"want less than queue.max_age (%s): a warning after the message expired is never sent", formatDuration(q.MaxAge))
+	}
+}
+
+// plainAddress reports whether a is local@domain without spaces, quotes,
+// angle brackets or control characters.
+func plainAddress(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || len(a) > 254 {
+		return false
+	}
+	for _, r := range a {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(`<>"(),;:\[]`, r) {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *decoder) log(s *section) Log {

@@ -65,7 +65,7 @@ func TestDefaults(t *testing.T) {
 	}
 	wantP := &Provider{
 		Name: "up", Host: "smtp.example.com", Port: 465, MaxConnections: 4,
-		TLS: TLS{Mode: TLSImplicit, ServerName: "smtp.example.com", MinVersion: tls.VersionTLS12},
+		TLS: TLS{Mode: TLSImplicit, ServerName: "smtp.example.com", MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13},
 	}
 	if !reflect.DeepEqual(c.Providers["up"], wantP) {
 		t.Errorf("provider = %+v\nwant %+v", c.Providers["up"], wantP)

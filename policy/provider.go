@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,18 +10,9 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 )
-
-// TLS versions accepted by tls.min_version.
-var tlsVersions = map[string]uint16{
-	"1.0": tls.VersionTLS10,
-	"1.1": tls.VersionTLS11,
-	"1.2": tls.VersionTLS12,
-	"1.3": tls.VersionTLS13,
-}
 
 // Limits on files read by the config.
 const (
@@ -69,11 +58,17 @@ func (d *decoder) providers(top *section) map[string]*Provider {
 	return ps
 }
 
-// provider decodes one provider and fills its defaults.
+// provider decodes one provider and fills its defaults: first the preset's
+// values for the keys the file leaves out (policy/preset.go), then the rest.
 func (d *decoder) provider(name string, s *section) *Provider {
 	p := &Provider{Name: name, MaxConnections: 4}
+	var noHost bool
+	p.Preset, p.Region, noHost = d.applyPreset(s)
 	if !s.has("host") {
-		d.errorf(s.line, s.sub("host"), "required: the provider's SMTP server name, e.g. host: smtp.example.com")
+		if !noHost {
+			d.errorf(s.line, s.sub("host"), "required: the provider's SMTP server name, e.g. host: smtp.example.com, or a preset (%s)",
+				quoteList(PresetNames(), "or"))
+		}
 	} else if line, ok := s.str("host", &p.Host); ok && !validHost(p.Host) {
 		hint := ""
 		if _, _, err := net.SplitHostPort(p.Host); err == nil {
@@ -83,136 +78,18 @@ func (d *decoder) provider(name string, s *section) *Provider {
 	}
 	s.integer("port", 1, 65535, &p.Port)
 	s.integer("max_connections", 1, maxInt, &p.MaxConnections)
+	d.rewriteSender(s, p)
 	p.TLS = d.providerTLS(d.child(s, "tls", schema["providers.*.tls"]...), p, s.has("port"))
 	p.Auth = d.auth(d.child(s, "auth", schema["providers.*.auth"]...))
 	return p
 }
 
-// providerTLS decodes a provider's tls section. The mode defaults from the
-// port (465: implicit, else starttls), the port from the mode (465, 587, 25);
-// with neither given, implicit TLS on 465.
-func (d *decoder) providerTLS(s *section, p *Provider, portSet bool) TLS {
-	t := TLS{MinVersion: tls.VersionTLS12}
-	var mode string
-	modeLine, modeOK := s.oneOf("mode", &mode, string(TLSImplicit), string(TLSStartTLS), string(TLSNone))
-	t.Mode = TLSMode(mode)
-	if !modeOK {
-		t.Mode = TLSStartTLS
-		if p.Port == 465 || !portSet {
-			t.Mode = TLSImplicit
-		}
+// rewriteSender reads rewrite_sender: the address that replaces the envelope
+// sender and the From: address on the way to this provider.
+func (d *decoder) rewriteSender(s *section, p *Provider) {
+	if line, ok := s.str("rewrite_sender", &p.RewriteSender); ok && !plainAddress(p.RewriteSender) {
+		d.errorf(line, s.sub("rewrite_sender"), "want the address the provider lets you send from, such as noreply@example.com, got %q", p.RewriteSender)
 	}
-	if !portSet {
-		p.Port = map[TLSMode]int{TLSImplicit: 465, TLSStartTLS: 587, TLSNone: 25}[t.Mode]
-	}
-	if modeOK && t.Mode == TLSNone && p.Host != "" && !isLoopbackHost(p.Host) {
-		d.errorf(modeLine, s.sub("mode"), `want "implicit" or "starttls" for %s: "none" would send credentials and mail across the network in clear, so it is allowed only for a loopback host (localhost, 127.0.0.1, ::1)`, p.Host)
-	}
-	t.ServerName = p.Host
-	if line, ok := s.str("server_name", &t.ServerName); ok && !validHost(t.ServerName) {
-		d.errorf(line, s.sub("server_name"), "want the host name in the provider's certificate, got %q", t.ServerName)
-	}
-	if line, ok := s.str("ca_file", &t.CAFile); ok {
-		t.RootCAs = d.loadCAs(line, s.sub("ca_file"), t.CAFile)
-	}
-	d.minVersion(s, &t.MinVersion)
-	return t
-}
-
-// minVersion reads tls.min_version: "1.0", "1.1", "1.2" or "1.3" (quoted or not).
-func (d *decoder) minVersion(s *section, dst *uint16) {
-	want := quoteList([]string{"1.0", "1.1", "1.2", "1.3"}, "or")
-	v, line, ok := s.scalar("min_version", want, "!!str", "!!float")
-	if !ok {
-		return
-	}
-	ver, ok := tlsVersions[v.Value]
-	if !ok {
-		d.errorf(line, s.sub("min_version"), "want %s, got %s", want, describe(v))
-		return
-	}
-	*dst = ver
-}
-
-// loadCAs reads a PEM bundle into a pool; nil (and an error) if unusable.
-func (d *decoder) loadCAs(line int, path, file string) *x509.CertPool {
-	data, err := readSmallFile(file, maxCAFileBytes)
-	if err != nil {
-		d.errorf(line, path, "cannot read %q: %v", file, err)
-		return nil
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		d.errorf(line, path, "want a PEM file of CA certificates (-----BEGIN CERTIFICATE-----), got none in %q", file)
-		return nil
-	}
-	return pool
-}
-
-// auth decodes a provider's auth section. With no credential keys and no
-// mechanism it is "no AUTH"; otherwise it needs one username source and one
-// password source, and the mechanism defaults to plain.
-func (d *decoder) auth(s *section) Auth {
-	var a Auth
-	s.oneOf("mechanism", &a.Mechanism, "plain", "login")
-	user := d.username(s, &a)
-	pass := d.password(s, &a)
-	if !user && !pass && !s.has("mechanism") {
-		return Auth{}
-	}
-	if !user {
-		d.errorf(s.line, s.sub("username"), "required with AUTH: set username or username_env (or remove the auth section for no AUTH)")
-	}
-	if !pass {
-		d.errorf(s.line, s.sub("password_env"), "required with AUTH: set password_env or password_file (or remove the auth section for no AUTH)")
-	}
-	if a.Mechanism == "" {
-		a.Mechanism = "plain"
-	}
-	return a
-}
-
-// username reads username or username_env; it reports whether one was given.
-func (d *decoder) username(s *section, a *Auth) bool {
-	if !exclusive(s, "username", "username_env") {
-		return true
-	}
-	if line, ok := s.str("username", &a.Username); ok {
-		a.UsernameFrom = "username"
-		if a.Username == "" || strings.ContainsAny(a.Username, "\r\n\x00") {
-			d.errorf(line, s.sub("username"), "want a user name, got %q", a.Username)
-		}
-		return true
-	}
-	if name, line, ok := d.envName(s, "username_env"); ok {
-		a.UsernameFrom = "env " + name
-		if v, ok := d.lookupEnv(line, s.sub("username_env"), name); ok {
-			a.Username = v
-		}
-		return true
-	}
-	return s.has("username") || s.has("username_env")
-}
-
-// password reads password_env or password_file; it reports whether one was given.
-func (d *decoder) password(s *section, a *Auth) bool {
-	if !exclusive(s, "password_env", "password_file") {
-		return true
-	}
-	if name, line, ok := d.envName(s, "password_env"); ok {
-		a.PasswordFrom = "env " + name
-		if v, ok := d.lookupEnv(line, s.sub("password_env"), name); ok {
-			a.Password = Secret(v)
-		}
-		return true
-	}
-	var file string
-	if line, ok := s.str("password_file", &file); ok {
-		a.PasswordFrom = "file " + file
-		a.Password = d.readPasswordFile(line, s.sub("password_file"), file)
-		return true
-	}
-	return s.has("password_env") || s.has("password_file")
 }
 
 // exclusive reports an error and returns false when both keys are set.
@@ -222,55 +99,6 @@ func exclusive(s *section, a, b string) bool {
 		return false
 	}
 	return true
-}
-
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// envName reads the name of an environment variable. A value that is not a
-// valid name is never echoed: it may be a secret pasted in the wrong place.
-func (d *decoder) envName(s *section, key string) (name string, line int, ok bool) {
-	v, line, ok := s.value(key)
-	if !ok {
-		return "", 0, false
-	}
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!str" || !envNameRE.MatchString(v.Value) {
-		d.errorf(line, s.sub(key), "want the name of an environment variable (letters, digits and _, such as QQ_AUTH_CODE), "+
-			"got a value that is not one (not shown, in case it is the secret itself)")
-		return "", line, false
-	}
-	return v.Value, line, true
-}
-
-// lookupEnv returns a variable's value; unset or empty is an error naming it.
-func (d *decoder) lookupEnv(line int, path, name string) (string, bool) {
-	v, ok := d.env(name)
-	switch {
-	case !ok:
-		d.errorf(line, path, "environment variable %s is not set: export it, or pass it to the container", name)
-		return "", false
-	case v == "":
-		d.errorf(line, path, "environment variable %s is empty: want the credential", name)
-		return "", false
-	}
-	return v, true
-}
-
-// readPasswordFile reads a secret file, trimming one trailing newline.
-func (d *decoder) readPasswordFile(line int, path, file string) Secret {
-	data, err := readSmallFile(file, maxPasswordFileBytes)
-	if err != nil {
-		d.errorf(line, path, "cannot read %q: %v", file, err)
-		return ""
-	}
-	pw := string(data)
-	if t, ok := strings.CutSuffix(pw, "\n"); ok {
-		pw = strings.TrimSuffix(t, "\r")
-	}
-	if pw == "" {
-		d.errorf(line, path, "file %q is empty: want the credential", file)
-		return ""
-	}
-	return Secret(pw)
 }
 
 // readSmallFile reads a regular file of at most limit bytes. Errors name the

@@ -6,17 +6,24 @@
 //   - TLS is never optional. Mode implicit speaks TLS from the first byte;
 //     mode starttls sends nothing but EHLO and STARTTLS in plaintext, and a
 //     server that does not offer STARTTLS gets no AUTH, no MAIL and no message
-//     (no fallback). Certificates are always verified against the provider's
-//     roots and server name, with its minimum TLS version. Mode none
-//     (plaintext) is accepted only for a loopback host.
+//     (no fallback). Certificates are verified against the provider's roots,
+//     server name and pins, within its TLS versions and suites (TLSConfig);
+//     only tls.insecure_skip_verify, a loud per-provider opt-in, turns the
+//     chain and name checks off. Mode none (plaintext) is accepted only for
+//     a loopback host.
 //   - The TLS handshake is complete and verified before any credential is
-//     sent (G13), and AUTH PLAIN or LOGIN is used only if the server offers it.
+//     sent (G13), and AUTH PLAIN, LOGIN or XOAUTH2 is used only if the server
+//     offers it (auth.go). XOAUTH2 tokens come from the provider's OAuth2
+//     token endpoint, cached per provider (xoauth2.go).
+//   - With the provider's rewrite_sender, the envelope sender and From: are
+//     rewritten on the way out; the spooled message never changes (send.go).
 //   - Every read and write has its own deadline (Client.Timeout), replies are
 //     bounded in size, and cancelling ctx closes the connection (G11, G12).
 //   - Each recipient gets its own Result. Errors are *Error, classified here
 //     once: temporary, except a 5yz reply to MAIL, RCPT (but 552) or DATA.
 //     An AUTH rejection is temporary: a rotated password must not dead-letter
-//     the queue. Nothing is retried here; the queue owns retries and failover.
+//     the queue. Nothing is retried here, but one XOAUTH2 AUTH whose token
+//     was refused (535), with a new token; the queue owns retries and failover.
 //   - Credentials are never logged or put in an error, and go-smtp's
 //     DebugWriter is never set (G14).
 package upstream
@@ -27,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -50,6 +58,15 @@ type Client struct {
 	// twice on the retry.
 	DataTimeout time.Duration
 	Log         *slog.Logger // nil = discard
+	// HTTPClient asks OAuth2 token endpoints for XOAUTH2 access tokens;
+	// nil = http.DefaultClient (each request bounded by Timeout).
+	HTTPClient *http.Client
+	// Now is the clock that tells when a cached access token expires;
+	// nil = time.Now. A seam for tests.
+	Now func() time.Time
+
+	expiry certWatch   // upstream certificates' expiry (certwatch.go)
+	tokens tokenCaches // XOAUTH2 access tokens, per provider (xoauth2.go)
 }
 
 var _ queue.Deliverer = (*Client)(nil)
@@ -197,7 +214,11 @@ func (d *delivery) configure() error {
 		return configErr("provider %s: unknown tls mode %q", d.name, p.TLS.Mode)
 	}
 	switch p.Auth.Mechanism {
-	case "", "plain", "login":
+	case "", "plain", "login", "auto":
+	case "xoauth2":
+		if p.Auth.OAuth2 == nil {
+			return configErr("provider %s: auth mechanism xoauth2 without auth.oauth2", d.name)
+		}
 	default:
 		return configErr("provider %s: auth mechanism %q is not supported", d.name, p.Auth.Mechanism)
 	}

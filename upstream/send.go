@@ -1,69 +1,35 @@
 package upstream
 
 import (
-	"errors"
+	"bytes"
 	"fmt"
 	"io"
+	"net/mail"
 	"strings"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/tlsrelay/tlsrelay/policy"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
 
-// auth authenticates if the provider's policy says so. go-smtp's Auth and
-// go-sasl's clients check neither TLS nor what the server offers (G13): both
-// are checked here, before the credentials leave.
-func (d *delivery) auth() error {
-	a := d.p.Auth
-	if a.Mechanism == "" {
-		return nil
-	}
-	if d.p.TLS.Mode != policy.TLSNone && !d.secure {
-		return &Error{Op: "auth", Err: errors.New("refusing to send credentials without verified TLS")}
-	}
-	mech := strings.ToUpper(a.Mechanism)
-	if !d.sc.SupportsAuth(mech) {
-		offered := "no AUTH"
-		if ok, mechs := d.sc.Extension("AUTH"); ok {
-			offered = "AUTH " + mechs
-		}
-		return &Error{Op: "auth", Err: fmt.Errorf("provider %s does not offer AUTH %s; it offers %s", d.name, mech, offered)}
-	}
-	var client sasl.Client
-	if mech == sasl.Login {
-		client = sasl.NewLoginClient(a.Username, a.Password.Reveal())
-	} else {
-		client = sasl.NewPlainClient("", a.Username, a.Password.Reveal())
-	}
-	if err := d.sc.Auth(client); err != nil {
-		// Temporary even for 535: a rotated password must not dead-letter
-		// the queue (DESIGN.md, Upstream error classes). Said loudly.
-		e := setupErr("auth", err)
-		d.log.Error("auth failed", "mechanism", mech, "username", a.Username,
-			"credentials_from", a.PasswordFrom, "code", e.Code, "error", err)
-		return e
-	}
-	d.log.Debug("upstream authenticated", "mechanism", mech)
-	return nil
-}
-
 // send runs MAIL, RCPT for each recipient and, if any was accepted, DATA.
 func (d *delivery) send() error {
-	opts := &smtp.MailOptions{Size: d.msg.Size}
-	if err := d.mailOptions(opts); err != nil {
+	from, body, size, err := d.envelope()
+	if err != nil {
 		return err
 	}
-	if err := d.sc.Mail(d.msg.From, opts); err != nil {
+	opts := &smtp.MailOptions{Size: size}
+	if err := d.mailOptions(opts, from); err != nil {
+		return err
+	}
+	if err := d.sc.Mail(from, opts); err != nil {
 		return replyErr("mail", err)
 	}
 	accepted, err := d.rcptAll()
 	if err != nil || len(accepted) == 0 {
 		return err
 	}
-	reply, err := d.data()
+	reply, err := d.data(body)
 	if err != nil {
 		return err
 	}
@@ -76,11 +42,11 @@ func (d *delivery) send() error {
 
 // mailOptions checks the envelope sender and asks for SMTPUTF8 if any
 // address needs it.
-func (d *delivery) mailOptions(opts *smtp.MailOptions) error {
-	if err := checkAddr(d.msg.From); err != nil {
-		return &Error{Op: "mail", Perm: true, Err: fmt.Errorf("sender %q: %w", d.msg.From, err)}
+func (d *delivery) mailOptions(opts *smtp.MailOptions, from string) error {
+	if err := checkAddr(from); err != nil {
+		return &Error{Op: "mail", Perm: true, Err: fmt.Errorf("sender %q: %w", from, err)}
 	}
-	opts.UTF8 = !isASCII(d.msg.From)
+	opts.UTF8 = !isASCII(from)
 	for _, to := range d.rcpts {
 		opts.UTF8 = opts.UTF8 || !isASCII(to)
 	}
@@ -115,12 +81,12 @@ func (d *delivery) rcptAll() ([]int, error) {
 }
 
 // data sends the body and returns the server's final reply.
-func (d *delivery) data() (string, error) {
+func (d *delivery) data(body io.Reader) (string, error) {
 	w, err := d.sc.Data()
 	if err != nil {
 		return "", replyErr("data", err)
 	}
-	if _, err := io.Copy(w, d.msg.Body); err != nil {
+	if _, err := io.Copy(w, body); err != nil {
 		// No final dot is sent: the server cannot take a truncated message.
 		return "", &Error{Op: "data", Err: fmt.Errorf("sending the body: %w", err)}
 	}
@@ -152,4 +118,176 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// maxRewriteHeader bounds the header block read to rewrite the sender: the
+// body is streamed, only the header block is held in memory.
+const maxRewriteHeader = 64 << 10
+
+// envelope returns the sender, body and size to send: the message as
+// spooled, or with the provider's rewrite_sender the new envelope sender and
+// header block (rewriteFrom). The spool keeps the original. The null sender
+// (a bounce) is never rewritten. A header block larger than
+// maxRewriteHeader, or one without an end, is sent unchanged (logged); the
+// envelope sender is rewritten all the same.
+func (d *delivery) envelope() (from string, body io.Reader, size int64, err error) {
+	from, body, size = d.msg.From, d.msg.Body, d.msg.Size
+	addr := d.p.RewriteSender
+	if addr == "" || from == "" {
+		return from, body, size, nil
+	}
+	hdr, rest, err := readHeader(body, maxRewriteHeader)
+	if err != nil {
+		return "", nil, 0, &Error{Op: "data", Err: fmt.Errorf("reading the spooled message: %w", err)}
+	}
+	if hdr == nil {
+		d.log.Warn("header block larger than 64KiB or without an end: From: sent unchanged, only the envelope sender rewritten",
+			"rewrite_sender", addr)
+		return addr, rest, size, nil
+	}
+	out := rewriteFrom(hdr, addr)
+	d.log.Debug("sender rewritten", "from", from, "rewrite_sender", addr)
+	return addr, io.MultiReader(bytes.NewReader(out), rest), size + int64(len(out)-len(hdr)), nil
+}
+
+var crlf2 = []byte("\r\n\r\n")
+
+// readHeader reads r up to the end of its header block, at most limit bytes.
+// It returns the header block (its fields, each line ending in CRLF, without
+// the empty line), and the rest of the message. hdr is nil, and rest the
+// whole message, when the block is longer than limit or has no end.
+func readHeader(r io.Reader, limit int) (hdr []byte, rest io.Reader, err error) {
+	buf := make([]byte, 0, 8<<10)
+	for eof := false; ; {
+		if bytes.HasPrefix(buf, []byte("\r\n")) {
+			return buf[:0], io.MultiReader(bytes.NewReader(buf), r), nil // no header fields
+		}
+		i := bytes.Index(buf, crlf2)
+		switch {
+		case i >= 0 && i+2 <= limit:
+			return buf[:i+2], io.MultiReader(bytes.NewReader(buf[i+2:]), r), nil
+		case i >= 0 || len(buf) > limit:
+			return nil, io.MultiReader(bytes.NewReader(buf), r), nil
+		case eof && bytes.HasSuffix(buf, []byte("\r\n")):
+			return buf, bytes.NewReader(nil), nil // header fields only, no body
+		case eof:
+			return nil, bytes.NewReader(buf), nil
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, rerr := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if rerr == io.EOF {
+			eof = true
+		} else if rerr != nil {
+			return nil, nil, rerr
+		}
+	}
+}
+
+// rewriteFrom returns the header block hdr with each From: field's address
+// replaced by addr, keeping its display name, and, if hdr has no Reply-To:,
+// a Reply-To: with the original From: value (folding and all) after the
+// first From:. Other fields are kept byte for byte.
+func rewriteFrom(hdr []byte, addr string) []byte {
+	fields := splitFields(hdr)
+	hasReplyTo := false
+	for _, f := range fields {
+		if name, _, ok := fieldNameValue(f); ok && strings.EqualFold(name, "Reply-To") {
+			hasReplyTo = true
+		}
+	}
+	var out bytes.Buffer
+	out.Grow(len(hdr) + 2*len(addr) + 64)
+	for _, f := range fields {
+		name, value, ok := fieldNameValue(f)
+		if !ok || !strings.EqualFold(name, "From") {
+			out.Write(f)
+			continue
+		}
+		out.WriteString("From: " + newFrom(value, addr) + "\r\n")
+		if !hasReplyTo {
+			out.WriteString("Reply-To:" + value)
+			hasReplyTo = true
+		}
+	}
+	return out.Bytes()
+}
+
+// splitFields splits a header block into fields, each with its folded
+// continuation lines and its final CRLF.
+func splitFields(hdr []byte) [][]byte {
+	var fields [][]byte
+	for len(hdr) > 0 {
+		end := 0
+		for {
+			i := bytes.Index(hdr[end:], []byte("\r\n"))
+			if i < 0 {
+				end = len(hdr)
+				break
+			}
+			end += i + 2
+			if end >= len(hdr) || (hdr[end] != ' ' && hdr[end] != '\t') {
+				break
+			}
+		}
+		fields = append(fields, hdr[:end])
+		hdr = hdr[end:]
+	}
+	return fields
+}
+
+// fieldNameValue splits a field into its name and raw value (everything
+// after the colon: folding and the final CRLF kept).
+func fieldNameValue(f []byte) (name, value string, ok bool) {
+	i := bytes.IndexByte(f, ':')
+	if i <= 0 {
+		return "", "", false
+	}
+	name = strings.TrimRight(string(f[:i]), " \t")
+	if name == "" || strings.ContainsAny(name, " \t\r\n") {
+		return "", "", false
+	}
+	return name, string(f[i+1:]), true
+}
+
+// newFrom returns the From: value for addr that keeps the display name of
+// the raw value v: the text before its angle-addr as written (encoded words
+// and folding kept), or the name in a comment after a bare address
+// ("a@b (Name)"), else addr alone.
+func newFrom(v, addr string) string {
+	if i := angleStart(v); i >= 0 {
+		if display := strings.TrimSpace(v[:i]); display != "" {
+			return display + " <" + addr + ">"
+		}
+		return "<" + addr + ">"
+	}
+	unfolded := strings.NewReplacer("\r\n", "").Replace(v)
+	if a, err := mail.ParseAddress(unfolded); err == nil && a.Name != "" {
+		return (&mail.Address{Name: a.Name, Address: addr}).String()
+	}
+	return addr
+}
+
+// angleStart returns the index of the first '<' in v outside quoted strings
+// and comments, or -1.
+func angleStart(v string) int {
+	quoted, depth := false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\':
+			i++ // a quoted-pair, in a quoted string or a comment
+		case c == '"' && depth == 0:
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == '<' && depth == 0:
+			return i
+		}
+	}
+	return -1
 }

@@ -1,9 +1,11 @@
 package smtptest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -20,20 +22,23 @@ var defaultNames = []string{"127.0.0.1", "::1", "localhost"}
 
 // certs is the PKI of one fake server, made in memory at run time.
 type certs struct {
-	leaf  tls.Certificate // served, with its issuing CA in the chain
-	root  *x509.Certificate
-	pool  *x509.CertPool // contains root
-	caPEM []byte         // root, PEM-encoded
+	leaf     tls.Certificate // served, with its issuing CA in the chain
+	root     *x509.Certificate
+	pool     *x509.CertPool // contains root
+	caPEM    []byte         // root, PEM-encoded
+	clientCA *authority     // signs client certificates; nil unless RequireClientCert
 }
 
 type authority struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 }
 
-// newCerts makes a CA and a leaf for names. With untrusted, the leaf is
-// signed by a second CA that is not in the returned pool.
-func newCerts(names []string, untrusted bool) (*certs, error) {
+// newCerts makes a CA and a leaf as o asks: for o.CertNames, signed by the
+// CA, by another CA (Untrusted) or by itself (SelfSigned), with an RSA or
+// ECDSA key, expiring at CertNotAfter; and a client CA for RequireClientCert.
+func newCerts(o *Options) (*certs, error) {
+	names := o.CertNames
 	if len(names) == 0 {
 		names = defaultNames
 	}
@@ -42,23 +47,32 @@ func newCerts(names []string, untrusted bool) (*certs, error) {
 		return nil, err
 	}
 	signer := root
-	if untrusted {
+	switch {
+	case o.SelfSigned:
+		signer = nil
+	case o.Untrusted:
 		if signer, err = newAuthority("tlsrelay smtptest untrusted CA"); err != nil {
 			return nil, err
 		}
 	}
-	leaf, err := newLeaf(signer, names)
+	leaf, err := newLeaf(signer, names, o.rsaKey(), o.CertNotAfter)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root.cert)
-	return &certs{
+	c := &certs{
 		leaf:  leaf,
 		root:  root.cert,
 		pool:  pool,
 		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.cert.Raw}),
-	}, nil
+	}
+	if o.RequireClientCert {
+		if c.clientCA, err = newAuthority("tlsrelay smtptest client CA"); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 func newAuthority(cn string) (*authority, error) {
@@ -66,7 +80,7 @@ func newAuthority(cn string) (*authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := template(cn)
+	tmpl, err := template(cn, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -85,16 +99,29 @@ func newAuthority(cn string) (*authority, error) {
 	return &authority{cert: cert, key: key}, nil
 }
 
-func newLeaf(ca *authority, names []string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// newKey makes an RSA 2048 or an ECDSA P-256 key.
+func newKey(useRSA bool) (crypto.Signer, error) {
+	if useRSA {
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
+
+// newLeaf makes a server certificate for names, signed by ca (nil: by
+// itself), expiring at notAfter (zero: a year from now).
+func newLeaf(ca *authority, names []string, useRSA bool, notAfter time.Time) (tls.Certificate, error) {
+	key, err := newKey(useRSA)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	tmpl, err := template(names[0])
+	tmpl, err := template(names[0], notAfter)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	if useRSA {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment // RSA key exchange
+	}
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
@@ -103,32 +130,49 @@ func newLeaf(ca *authority, names []string) (tls.Certificate, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	return sign(tmpl, ca, key)
+}
+
+// sign issues tmpl for key, signed by ca (nil: self-signed), and returns it
+// with ca's certificate in the chain.
+func sign(tmpl *x509.Certificate, ca *authority, key crypto.Signer) (tls.Certificate, error) {
+	parent, signer := tmpl, key
+	if ca != nil {
+		parent, signer = ca.cert, ca.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("smtptest: leaf certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("smtptest: certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	return tls.Certificate{
-		Certificate: [][]byte{der, ca.cert.Raw},
-		PrivateKey:  key,
-		Leaf:        leaf,
-	}, nil
+	chain := [][]byte{der}
+	if ca != nil {
+		chain = append(chain, ca.cert.Raw)
+	}
+	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// template is valid from a day ago (clock skew) for one year.
-func template(cn string) (*x509.Certificate, error) {
+// template is valid from a day ago (clock skew) until notAfter, or for one
+// year when notAfter is zero; it starts at least a day before notAfter.
+func template(cn string, notAfter time.Time) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	start := time.Now()
+	if notAfter.IsZero() {
+		notAfter = start.AddDate(1, 0, 0)
+	}
+	if notAfter.Before(start) {
+		start = notAfter
+	}
 	return &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"tlsrelay smtptest"}},
-		NotBefore:    now.Add(-24 * time.Hour),
-		NotAfter:     now.AddDate(1, 0, 0),
+		NotBefore:    start.Add(-24 * time.Hour),
+		NotAfter:     notAfter,
 	}, nil
 }

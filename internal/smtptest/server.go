@@ -9,9 +9,12 @@
 //     CA and a leaf for 127.0.0.1, ::1 and localhost, valid from a day ago for
 //     a year. RootCAs and CACertPEM trust exactly that CA; with
 //     Options.Untrusted the leaf is signed by another CA, so verification
-//     against RootCAs fails.
-//   - AUTH (PLAIN and LOGIN) is offered only when Options.Users is set, and
-//     only over TLS except in Plain mode.
+//     against RootCAs fails. The TLS options (tlsopts.go) make the servers of
+//     TLS policy tests: only some versions or cipher suites, an RSA, expired,
+//     self-signed or wrong-name leaf, or a required client certificate.
+//   - AUTH (PLAIN and LOGIN with Options.Users, XOAUTH2 with Options.Tokens)
+//     is offered only when one of them is set, and only over TLS except in
+//     Plain mode.
 //   - Every message that the server answers 250 to is recorded, with its
 //     envelope, the authenticated user and the TLS state of its connection.
 //     Connections, AUTH commands and MAIL commands are counted, whatever their
@@ -72,6 +75,13 @@ type Options struct {
 	// Users are the accepted AUTH PLAIN and LOGIN credentials, user ->
 	// password. nil means AUTH is not offered.
 	Users map[string]string
+	// Tokens, if set, offers AUTH XOAUTH2 and accepts a bearer token when it
+	// returns true for the user and token. A refused token gets the JSON
+	// error challenge, then 535 5.7.8, as at Gmail.
+	Tokens func(user, token string) bool
+	// AuthMechanisms, if set, limits the mechanisms offered (and accepted)
+	// to these, e.g. []string{"LOGIN"}.
+	AuthMechanisms []string
 	// AuthRequired makes MAIL before a successful AUTH fail with 530 5.7.0.
 	AuthRequired bool
 	// NoStartTLS, in StartTLS mode, neither offers nor accepts STARTTLS.
@@ -82,6 +92,28 @@ type Options struct {
 	CertNames []string
 	// Untrusted signs the leaf with a CA that RootCAs does not contain.
 	Untrusted bool
+	// SelfSigned serves a self-signed leaf (signed by its own key, sent
+	// alone); RootCAs does not trust it.
+	SelfSigned bool
+	// RSAKey gives the leaf an RSA 2048 key instead of ECDSA P-256, as the
+	// RSA key-exchange suites (TLS_RSA_*) and ECDHE_RSA suites need. It is
+	// implied when CipherSuites names only RSA suites.
+	RSAKey bool
+	// CertNotAfter is the leaf's expiry; zero = a year from now. In the past,
+	// the certificate is expired.
+	CertNotAfter time.Time
+
+	// TLSMinVersion and TLSMaxVersion bound the TLS versions the server
+	// accepts (tls.VersionTLS10...); 0 = 1.2 and 1.3. A MinVersion set
+	// explicitly lets Go's server accept TLS 1.0 and 1.1.
+	TLSMinVersion, TLSMaxVersion uint16
+	// CipherSuites, when set, are the only TLS 1.0-1.2 suites the server
+	// accepts. crypto/tls uses a suite listed here even when its defaults
+	// leave it out (RSA key exchange since Go 1.22), without any GODEBUG.
+	CipherSuites []uint16
+	// RequireClientCert makes the server require a client certificate signed
+	// by its client CA; ClientCertPEM makes one.
+	RequireClientCert bool
 
 	// Reply hooks: a non-nil error is the reply (a *smtp.SMTPError gives its
 	// code; go-smtp turns other errors into 451 or 554). nil hooks accept.
@@ -99,6 +131,7 @@ type Message struct {
 	To       []string
 	Data     []byte               // as received, dot-unstuffed
 	AuthUser string               // "" if the session did not authenticate
+	AuthMech string               // "PLAIN", "LOGIN", "XOAUTH2"; "" without AUTH
 	TLS      *tls.ConnectionState // nil if the session was plaintext
 }
 
@@ -139,7 +172,7 @@ func New(opts Options) (*Server, error) {
 		hooks:   hooks{mail: opts.MailErr, rcpt: opts.RcptErr, data: opts.DataErr},
 	}
 	var err error
-	if s.certs, err = newCerts(opts.CertNames, opts.Untrusted); err != nil {
+	if s.certs, err = newCerts(&opts); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -200,10 +233,12 @@ func (s *Server) newSMTPServer() *smtp.Server {
 }
 
 func (s *Server) serverTLSConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		Certificates: []tls.Certificate{s.certs.leaf},
 		MinVersion:   tls.VersionTLS12,
 	}
+	s.applyTLSOptions(cfg)
+	return cfg
 }
 
 // Addr returns the listening address, "127.0.0.1:port".

@@ -1,8 +1,10 @@
 package smtptest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"io"
+	"slices"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -19,6 +21,7 @@ type session struct {
 	s        *Server
 	tls      *tls.ConnectionState
 	authUser string
+	authMech string
 	from     string
 	to       []string
 }
@@ -36,7 +39,25 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 // Auth and is counted (a client that leaks credentials in plaintext must be
 // seen); this is where the TLS requirement is enforced instead.
 func (se *session) authOK() bool {
-	return se.s.opts.Users != nil && (se.tls != nil || se.s.opts.Mode == Plain)
+	o := se.s.opts
+	return (o.Users != nil || o.Tokens != nil) && (se.tls != nil || o.Mode == Plain)
+}
+
+// offered returns the mechanisms the server has credentials for, limited to
+// Options.AuthMechanisms when that is set.
+func (se *session) offered() []string {
+	o := se.s.opts
+	var mechs []string
+	if o.Users != nil {
+		mechs = append(mechs, sasl.Plain, sasl.Login)
+	}
+	if o.Tokens != nil {
+		mechs = append(mechs, mechXOAuth2)
+	}
+	if o.AuthMechanisms != nil {
+		mechs = slices.DeleteFunc(mechs, func(m string) bool { return !slices.Contains(o.AuthMechanisms, m) })
+	}
+	return mechs
 }
 
 // AuthMechanisms is what EHLO advertises: nothing unless AUTH is allowed.
@@ -44,20 +65,23 @@ func (se *session) AuthMechanisms() []string {
 	if !se.authOK() {
 		return nil
 	}
-	return []string{sasl.Plain, sasl.Login}
+	return se.offered()
 }
 
 // Auth counts the attempt, then refuses it without TLS (523) or runs PLAIN
-// or LOGIN against Options.Users.
+// or LOGIN against Options.Users, or XOAUTH2 against Options.Tokens.
 func (se *session) Auth(mech string) (sasl.Server, error) {
 	se.s.mu.Lock()
 	se.s.nauth++
 	se.s.mu.Unlock()
-	if se.s.opts.Users == nil {
+	if se.s.opts.Users == nil && se.s.opts.Tokens == nil {
 		return nil, smtp.ErrAuthUnsupported
 	}
 	if !se.authOK() {
 		return nil, errTLSRequired
+	}
+	if !slices.Contains(se.offered(), mech) {
+		return nil, smtp.ErrAuthUnknownMechanism
 	}
 	switch mech {
 	case sasl.Plain:
@@ -65,21 +89,32 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			if identity != "" && identity != user {
 				return smtp.ErrAuthFailed
 			}
-			return se.login(user, pass)
+			return se.login(sasl.Plain, user, pass)
 		}), nil
 	case sasl.Login:
-		return &loginServer{check: se.login}, nil
+		return &loginServer{check: func(user, pass string) error { return se.login(sasl.Login, user, pass) }}, nil
+	case mechXOAuth2:
+		return &xoauth2Server{check: se.bearer}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-func (se *session) login(user, pass string) error {
+func (se *session) login(mech, user, pass string) error {
 	want, ok := se.s.opts.Users[user]
 	if !ok || want != pass {
 		return smtp.ErrAuthFailed
 	}
-	se.authUser = user
+	se.authUser, se.authMech = user, mech
 	return nil
+}
+
+// bearer checks an XOAUTH2 token with Options.Tokens.
+func (se *session) bearer(user, token string) bool {
+	if !se.s.opts.Tokens(user, token) {
+		return false
+	}
+	se.authUser, se.authMech = user, mechXOAuth2
+	return true
 }
 
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
@@ -118,6 +153,7 @@ func (se *session) Data(r io.Reader) error {
 		To:       append([]string(nil), se.to...),
 		Data:     data,
 		AuthUser: se.authUser,
+		AuthMech: se.authMech,
 		TLS:      se.tls,
 	}
 	if h := se.s.currentHooks().data; h != nil {
@@ -162,4 +198,56 @@ func (l *loginServer) Next(resp []byte) (challenge []byte, done bool, err error)
 		return nil, true, l.check(l.user, string(resp))
 	}
 	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+const mechXOAuth2 = "XOAUTH2"
+
+// xoauth2Error is the challenge a refused XOAUTH2 token gets, as at Gmail
+// (https://developers.google.com/gmail/imap/xoauth2-protocol).
+const xoauth2Error = `{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`
+
+// xoauth2Server is the server side of SASL XOAUTH2: the initial response
+// "user=U\x01auth=Bearer T\x01\x01"; a refused token gets the JSON error
+// challenge, and the client's (empty) answer gets 535 5.7.8.
+type xoauth2Server struct {
+	step  int
+	check func(user, token string) bool
+}
+
+func (x *xoauth2Server) Next(resp []byte) (challenge []byte, done bool, err error) {
+	switch x.step {
+	case 0:
+		if resp == nil { // no initial response: ask for it
+			x.step = 1
+			return []byte{}, false, nil
+		}
+		fallthrough
+	case 1:
+		x.step = 2
+		user, token, ok := parseXOAuth2(resp)
+		if !ok {
+			return nil, true, smtp.ErrAuthFailed
+		}
+		if x.check(user, token) {
+			return nil, true, nil
+		}
+		return []byte(xoauth2Error), false, nil
+	case 2:
+		x.step = 3
+		return nil, true, smtp.ErrAuthFailed
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+// parseXOAuth2 splits "user=U\x01auth=Bearer T\x01\x01".
+func parseXOAuth2(resp []byte) (user, token string, ok bool) {
+	rest, found := bytes.CutSuffix(resp, []byte("\x01\x01"))
+	if !found {
+		return "", "", false
+	}
+	u, a, found := bytes.Cut(rest, []byte("\x01"))
+	if !found || !bytes.HasPrefix(u, []byte("user=")) || !bytes.HasPrefix(a, []byte("auth=Bearer ")) {
+		return "", "", false
+	}
+	return string(u[len("user="):]), string(a[len("auth=Bearer "):]), true
 }
