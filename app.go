@@ -37,6 +37,9 @@ type app struct {
 
 // newApp wires the packages for cfg. It opens (and locks) the spool.
 func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w)
+	}
 	up := &upstream.Client{
 		Providers: cfg.Providers,
 		HelloName: cfg.Listen.Hostname,
@@ -55,7 +58,10 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 		MaxBytes:       cfg.Queue.MaxBytes,
 		Workers:        cfg.Queue.Workers,
 		MaxConnections: conns,
-		Log:            log,
+		Bounce: queue.Bounce{
+			To: cfg.Queue.BounceTo, Hostname: cfg.Listen.Hostname, DelayWarning: cfg.Queue.DelayWarning,
+		},
+		Log: log,
 	}, up)
 	if err != nil {
 		return nil, err
@@ -78,12 +84,22 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 // finish (the queue's StopTimeout). Mail not yet delivered stays on disk.
 func (a *app) run(ctx context.Context, l net.Listener) error {
 	qctx, stopQueue := context.WithCancel(context.Background())
-	defer stopQueue()
 	qdone := make(chan error, 1)
 	go func() { qdone <- a.q.Run(qctx) }()
+	stopWorkers := func() {
+		stopQueue()
+		<-qdone
+	}
+	stopControl, err := serveControl(ctx, a.cfg.Queue.Dir, a.q)
+	if err != nil {
+		stopWorkers()
+		a.q.Close()
+		return err
+	}
 	sdone := make(chan error, 1)
 	go func() { sdone <- a.srv.Serve(l) }()
-	a.log.Info("listening", "addr", l.Addr().String(), "spool", a.cfg.Queue.Dir, "queued", len(a.q.List()))
+	a.log.Info("listening", "addr", l.Addr().String(), "spool", a.cfg.Queue.Dir, "queued", len(a.q.List()),
+		"control", controlSocket(a.cfg.Queue.Dir))
 
 	var serveErr error
 	select {
@@ -96,9 +112,9 @@ func (a *app) run(ctx context.Context, l net.Listener) error {
 		a.log.Warn("inbound sessions did not finish in time; closed them", "error", err)
 	}
 	cancel()
-	stopQueue()
-	<-qdone
-	err := a.q.Close()
+	stopControl()
+	stopWorkers()
+	err = a.q.Close()
 	a.log.Info("stopped", "queued", len(a.q.List()))
 	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) {
 		return serveErr

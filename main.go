@@ -30,6 +30,7 @@ Usage:
   tlsrelay serve   -config relay.yaml          run the relay
   tlsrelay check   -config relay.yaml          validate the config and print it (secrets redacted)
   tlsrelay send    [-server ADDR] [-from A] -to A   send a test message to a relay
+  tlsrelay queue   list|show|retry|delete|dead|requeue|flush   inspect and act on the spool
   tlsrelay version
 
 Run "tlsrelay COMMAND -h" for a command's flags.
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCheck(args, stdout, stderr)
 	case "send":
 		return cmdSend(ctx, args, stdout, stderr)
+	case "queue":
+		return cmdQueue(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "version":

@@ -1,0 +1,140 @@
+// Package admin is the relay's operator API over HTTP: the queue commands
+// (list, show, retry, delete, dead letters, requeue, flush) as JSON. main
+// serves it on a Unix socket in the spool directory, so that `tlsrelay queue`
+// works while `serve` runs, from the same host or container, with the spool's
+// file permissions as the access control.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/queue"
+)
+
+// Queue is what the API needs of *queue.Queue.
+type Queue interface {
+	List() []queue.Item
+	Get(id string) (queue.Item, error)
+	Retry(id string) error
+	RetryAll() int
+	Delete(id string) error
+	Dead() ([]queue.Item, error)
+	GetDead(id string) (queue.Item, error)
+	Requeue(id string) error
+	WaitFor(ctx context.Context, cond func([]queue.Item) bool) error
+}
+
+var _ Queue = (*queue.Queue)(nil)
+
+// MaxFlushWait bounds how long one flush request may wait.
+const MaxFlushWait = time.Hour
+
+// Handler returns the API:
+//
+//	GET    /queue               the queued messages
+//	GET    /queue/{id}          one message with its history
+//	POST   /queue/{id}/retry    make it due now
+//	POST   /queue/retry         make every message due now
+//	DELETE /queue/{id}          delete it (no delivery, no bounce)
+//	GET    /dead                the dead letters
+//	GET    /dead/{id}           one dead letter
+//	POST   /dead/{id}/requeue   move it back into the queue
+//	POST   /queue/flush?wait=D  retry all, then wait up to D until the queue is empty
+//
+// Errors are {"error": "..."} with 404 (unknown ID), 409 (in delivery) or 500.
+func Handler(q Queue) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) { reply(w, q.List(), nil) })
+	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
+		it, err := q.Get(r.PathValue("id"))
+		reply(w, it, err)
+	})
+	mux.HandleFunc("POST /queue/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, done{"retry", 1}, q.Retry(r.PathValue("id")))
+	})
+	mux.HandleFunc("POST /queue/retry", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, done{"retry", q.RetryAll()}, nil)
+	})
+	mux.HandleFunc("DELETE /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, done{"delete", 1}, q.Delete(r.PathValue("id")))
+	})
+	mux.HandleFunc("GET /dead", func(w http.ResponseWriter, r *http.Request) {
+		items, err := q.Dead()
+		reply(w, items, err)
+	})
+	mux.HandleFunc("GET /dead/{id}", func(w http.ResponseWriter, r *http.Request) {
+		it, err := q.GetDead(r.PathValue("id"))
+		reply(w, it, err)
+	})
+	mux.HandleFunc("POST /dead/{id}/requeue", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, done{"requeue", 1}, q.Requeue(r.PathValue("id")))
+	})
+	mux.HandleFunc("POST /queue/flush", func(w http.ResponseWriter, r *http.Request) { flush(w, r, q) })
+	return mux
+}
+
+// done reports what a command did.
+type done struct {
+	Op       string `json:"op"`
+	Messages int    `json:"messages"`
+}
+
+// FlushResult is the answer to a flush.
+type FlushResult struct {
+	Retried   int  `json:"retried"`
+	Remaining int  `json:"remaining"` // messages still queued when the answer was given
+	TimedOut  bool `json:"timed_out"`
+}
+
+func flush(w http.ResponseWriter, r *http.Request, q Queue) {
+	var wait time.Duration
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > MaxFlushWait {
+			writeJSON(w, http.StatusBadRequest, errorBody{"wait: want a duration from 0s to " + MaxFlushWait.String()})
+			return
+		}
+		wait = d
+	}
+	res := FlushResult{Retried: q.RetryAll()}
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		err := q.WaitFor(ctx, func(items []queue.Item) bool { return len(items) == 0 })
+		cancel()
+		res.TimedOut = err != nil
+	}
+	res.Remaining = len(q.List())
+	reply(w, res, nil)
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, queue.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, errorBody{err.Error()})
+	case errors.Is(err, queue.ErrBusy):
+		writeJSON(w, http.StatusConflict, errorBody{err.Error()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error": "encode: `+strconv.Quote(err.Error())+`"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/admin"
+	"github.com/tlsrelay/tlsrelay/queue"
+)
+
+// controlSocket is the Unix socket in the spool directory where `serve`
+// answers the queue API (package admin). The spool's permissions guard it,
+// and it needs no port or config key: `tlsrelay queue` finds it from
+// queue.dir.
+func controlSocket(spoolDir string) string { return filepath.Join(spoolDir, "control.sock") }
+
+// serveControl serves the queue API on the control socket until ctx ends.
+// The spool lock is already held, so a socket file left there is stale.
+func serveControl(ctx context.Context, spoolDir string, q *queue.Queue) (stop func(), err error) {
+	path := controlSocket(spoolDir)
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	srv := &http.Server{Handler: admin.Handler(q), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx) // a flush still waiting is cut short; its client sees an error
+		os.Remove(path)
+	}, nil
+}
+
+// controlClient talks to a running relay's control socket.
+type controlClient struct {
+	path string
+	http *http.Client
+}
+
+func newControlClient(spoolDir string) *controlClient {
+	path := controlSocket(spoolDir)
+	return &controlClient{path: path, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+// errNoServer means no relay answers on the control socket.
+var errNoServer = errors.New("no relay is running on this spool")
+
+// do sends one request and decodes the JSON answer into out.
+func (c *controlClient) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://tlsrelay"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("%w (%s: %v)", errNoServer, c.path, op.Err)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("relay answered %s", resp.Status)
+	}
+	return json.Unmarshal(body, out)
+}
+
+// offlineQueue opens the spool directly when no relay runs. Its Deliverer
+// is never called: the queue is not Run.
+func offlineQueue(dir string, route func(from, rcpt string) []string) (*queue.Queue, error) {
+	q, err := queue.Open(queue.Options{Dir: dir, Route: route}, noDeliverer{})
+	if err != nil && strings.Contains(err.Error(), "in use by another tlsrelay") {
+		return nil, fmt.Errorf("a relay holds %s but does not answer on %s; is it starting or stopping? %w",
+			dir, controlSocket(dir), err)
+	}
+	return q, err
+}
+
+type noDeliverer struct{}
+
+func (noDeliverer) Deliver(context.Context, string, *queue.Message, []string) []queue.Result {
+	panic("tlsrelay: the offline queue delivers nothing")
+}

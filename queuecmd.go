@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/policy"
+	"github.com/tlsrelay/tlsrelay/queue"
+)
+
+const queueUsage = `Usage: tlsrelay queue COMMAND [-config relay.yaml | -dir SPOOL] [-json] [ID]
+
+  list              the queued messages and each recipient's state
+  show ID           one message (queued or dead) with its history
+  retry ID          try it now;  retry -all: every queued message
+  delete ID         delete a queued message (not delivered, no bounce)
+  dead              the dead letters
+  requeue ID        move a dead letter back into the queue
+  flush [-wait] [-timeout D]   retry all now; with -wait, wait until the queue is empty
+
+With serve running, commands go through its control socket (SPOOL/control.sock);
+otherwise they work on the spool directly (flush needs a running relay).
+`
+
+// queueFlags are the flags of every queue subcommand.
+type queueFlags struct {
+	config, dir string
+	json, all   bool
+	wait        bool
+	timeout     time.Duration
+	id          string
+}
+
+func parseQueueFlags(sub string, args []string, stderr io.Writer) (*queueFlags, error) {
+	f := &queueFlags{}
+	fs := newFlagSet("queue "+sub, stderr)
+	fs.StringVar(&f.config, "config", "relay.yaml", "config file (for queue.dir)")
+	fs.StringVar(&f.dir, "dir", "", "spool directory (instead of -config)")
+	fs.BoolVar(&f.json, "json", false, "print JSON")
+	if sub == "retry" {
+		fs.BoolVar(&f.all, "all", false, "retry every queued message")
+	}
+	if sub == "flush" {
+		fs.BoolVar(&f.wait, "wait", false, "wait until the queue is empty")
+		fs.DurationVar(&f.timeout, "timeout", 60*time.Second, "with -wait: give up after this long (exit 1)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, errUsage
+	}
+	needID := sub == "show" || sub == "delete" || sub == "requeue" || (sub == "retry" && !f.all)
+	switch {
+	case needID && fs.NArg() != 1:
+		fmt.Fprintf(stderr, "tlsrelay queue %s: want one message ID\n\n%s", sub, queueUsage)
+		return nil, errUsage
+	case !needID && fs.NArg() != 0:
+		fmt.Fprintf(stderr, "tlsrelay queue %s: unexpected argument %q\n", sub, fs.Arg(0))
+		return nil, errUsage
+	}
+	f.id = fs.Arg(0)
+	return f, nil
+}
+
+// spoolDir is -dir, or queue.dir of the config.
+func (f *queueFlags) spoolDir() (string, error) {
+	if f.dir != "" {
+		return f.dir, nil
+	}
+	cfg, err := policy.Load(f.config, os.LookupEnv)
+	if err != nil {
+		return "", fmt.Errorf("%s is not valid (or use -dir SPOOL):\n%w", f.config, err)
+	}
+	return cfg.Queue.Dir, nil
+}
+
+func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, queueUsage)
+		return errUsage
+	}
+	sub := args[0]
+	switch sub {
+	case "list", "show", "retry", "delete", "dead", "requeue", "flush":
+	default:
+		fmt.Fprintf(stderr, "tlsrelay queue: unknown command %q\n\n%s", sub, queueUsage)
+		return errUsage
+	}
+	f, err := parseQueueFlags(sub, args[1:], stderr)
+	if err != nil {
+		return err
+	}
+	dir, err := f.spoolDir()
+	if err != nil {
+		return err
+	}
+	api, err := openQueueAPI(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer api.close()
+	return runQueueCmd(ctx, api, sub, f, stdout)
+}
+
+func runQueueCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w io.Writer) error {
+	switch sub {
+	case "list", "dead":
+		list := api.list
+		if sub == "dead" {
+			list = api.dead
+		}
+		items, err := list(ctx)
+		if err != nil {
+			return err
+		}
+		return output(w, f.json, items, func() { printItems(w, items, time.Now()) })
+	case "show":
+		it, dead, err := api.show(ctx, f.id)
+		if err != nil {
+			return err
+		}
+		return output(w, f.json, it, func() { printItem(w, it, dead, time.Now()) })
+	case "flush":
+		return flushCmd(ctx, api, f, w)
+	}
+	return changeCmd(ctx, api, sub, f, w)
+}
+
+// changeCmd runs the commands that change one message (or all, for retry).
+func changeCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w io.Writer) error {
+	n, err := 1, error(nil)
+	switch sub {
+	case "retry":
+		n, err = api.retry(ctx, f.id)
+	case "delete":
+		err = api.remove(ctx, f.id)
+	case "requeue":
+		err = api.requeue(ctx, f.id)
+	}
+	if err != nil {
+		return err
+	}
+	res := struct {
+		Op       string `json:"op"`
+		ID       string `json:"id,omitempty"`
+		Messages int    `json:"messages"`
+	}{sub, f.id, n}
+	return output(w, f.json, res, func() {
+		if f.id != "" {
+			fmt.Fprintf(w, "%s: %s done\n", f.id, sub)
+		} else {
+			fmt.Fprintf(w, "%s: %d messages\n", sub, n)
+		}
+	})
+}
+
+func flushCmd(ctx context.Context, api queueAPI, f *queueFlags, w io.Writer) error {
+	wait := "0s"
+	if f.wait {
+		wait = f.timeout.String()
+	}
+	res, err := api.flush(ctx, wait)
+	if err != nil {
+		return err
+	}
+	if err := output(w, f.json, res, func() {
+		fmt.Fprintf(w, "flush: %d messages retried, %d still queued\n", res.Retried, res.Remaining)
+	}); err != nil {
+		return err
+	}
+	if f.wait && res.Remaining > 0 {
+		return fmt.Errorf("%d messages still queued after %s", res.Remaining, f.timeout)
+	}
+	return nil
+}
+
+// output prints v as JSON, or calls human.
+func output(w io.Writer, asJSON bool, v any, human func()) error {
+	if !asJSON {
+		human()
+		return nil
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printItems is the table of `queue list` and `queue dead`: a line per
+// message, then a line per recipient with its state.
+func printItems(w io.Writer, items []queue.Item, now time.Time) {
+	if len(items) == 0 {
+		fmt.Fprintln(w, "(empty)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAGE\tSIZE\tFROM\tRECIPIENTS")
+	for _, it := range items {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t<%s>\t%d\n", it.ID, age(now.Sub(it.Arrived)), it.Size, it.From, len(it.Rcpts))
+		for _, r := range it.Rcpts {
+			fmt.Fprintf(tw, "  %s\t%s\t\t%s\t%s\n", r.Addr, r.Status, rcptWhere(r), rcptDetail(r, now))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d messages\n", len(items))
+}
+
+func rcptWhere(r queue.Rcpt) string {
+	if r.Status == queue.Delivered {
+		return "via " + r.Provider
+	}
+	return "route " + strings.Join(r.Route, ">") + " @" + r.Route[r.Index]
+}
+
+func rcptDetail(r queue.Rcpt, now time.Time) string {
+	var parts []string
+	if r.Status == queue.Pending || r.Status == queue.Deferred {
+		parts = append(parts, "next "+when(r.NextAttempt, now))
+	}
+	if r.Attempts > 0 {
+		parts = append(parts, fmt.Sprintf("%d attempts", r.Attempts))
+	}
+	if r.LastError != "" {
+		parts = append(parts, "last: "+r.LastError)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printItem is `queue show`.
+func printItem(w io.Writer, it queue.Item, dead bool, now time.Time) {
+	where := "queued"
+	if dead {
+		where = "dead letter"
+	}
+	fmt.Fprintf(w, "ID:       %s (%s)\nFrom:     <%s>\nClient:   %s\nArrived:  %s (%s ago)\nSize:     %d bytes\n",
+		it.ID, where, it.From, it.Client, it.Arrived.Format(time.RFC3339), age(now.Sub(it.Arrived)), it.Size)
+	fmt.Fprintln(w, "Recipients:")
+	for _, r := range it.Rcpts {
+		fmt.Fprintf(w, "  %s  %s  %s  %s\n", r.Addr, r.Status, rcptWhere(r), rcptDetail(r, now))
+	}
+	if len(it.History) > 0 {
+		fmt.Fprintln(w, "History:")
+		for _, ev := range it.History {
+			fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", ev.Time.Format(time.RFC3339), ev.Rcpt, ev.Provider, ev.Status, ev.Text)
+		}
+	}
+}
+
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Truncate(time.Second).String()
+	case d < time.Hour:
+		return d.Truncate(time.Minute).String()
+	}
+	return d.Truncate(time.Hour).String()
+}
+
+func when(t, now time.Time) string {
+	if !t.After(now) {
+		return "now"
+	}
+	return "in " + age(t.Sub(now))
+}
