@@ -153,7 +153,7 @@ func changeCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w i
 		if f.id != "" {
 			fmt.Fprintf(w, "%s: %s done\n", f.id, sub)
 		} else {
-			fmt.Fprintf(w, "%s: %d messages\n", sub, n)
+			fmt.Fprintf(w, "%s: %s\n", sub, plural(n, "message"))
 		}
 	})
 }
@@ -168,12 +168,12 @@ func flushCmd(ctx context.Context, api queueAPI, f *queueFlags, w io.Writer) err
 		return err
 	}
 	if err := output(w, f.json, res, func() {
-		fmt.Fprintf(w, "flush: %d messages retried, %d still queued\n", res.Retried, res.Remaining)
+		fmt.Fprintf(w, "flush: %s retried, %d still queued\n", plural(res.Retried, "message"), res.Remaining)
 	}); err != nil {
 		return err
 	}
 	if f.wait && res.Remaining > 0 {
-		return fmt.Errorf("%d messages still queued after %s", res.Remaining, f.timeout)
+		return fmt.Errorf("%s still queued after %s", plural(res.Remaining, "message"), f.timeout)
 	}
 	return nil
 }
@@ -197,36 +197,50 @@ func printItems(w io.Writer, items []queue.Item, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAGE\tSIZE\tFROM\tRECIPIENTS")
 	for _, it := range items {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t<%s>\t%d\n", it.ID, age(now.Sub(it.Arrived)), it.Size, it.From, len(it.Rcpts))
+		// A line without tabs ends a column block: each message's
+		// recipients align among themselves.
+		fmt.Fprintf(tw, "%s  %s old  %d bytes  from <%s>\n", it.ID, age(now.Sub(it.Arrived)), it.Size, it.From)
 		for _, r := range it.Rcpts {
-			fmt.Fprintf(tw, "  %s\t%s\t\t%s\t%s\n", r.Addr, r.Status, rcptWhere(r), rcptDetail(r, now))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.Addr, r.Status, rcptWhere(r),
+				tries(r.Attempts), rcptNext(r, now), r.LastError)
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d messages\n", len(items))
+	fmt.Fprintln(w, plural(len(items), "message"))
 }
 
+// rcptWhere names the provider a recipient went to or is waiting for.
 func rcptWhere(r queue.Rcpt) string {
 	if r.Status == queue.Delivered {
 		return "via " + r.Provider
 	}
-	return "route " + strings.Join(r.Route, ">") + " @" + r.Route[r.Index]
+	at := "at " + r.Route[r.Index]
+	if len(r.Route) > 1 {
+		at += fmt.Sprintf(" (%d of %s)", r.Index+1, strings.Join(r.Route, ","))
+	}
+	return at
 }
 
-func rcptDetail(r queue.Rcpt, now time.Time) string {
-	var parts []string
-	if r.Status == queue.Pending || r.Status == queue.Deferred {
-		parts = append(parts, "next "+when(r.NextAttempt, now))
+func tries(n int) string {
+	if n == 1 {
+		return "1 try"
 	}
-	if r.Attempts > 0 {
-		parts = append(parts, fmt.Sprintf("%d attempts", r.Attempts))
+	return fmt.Sprintf("%d tries", n)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	if r.LastError != "" {
-		parts = append(parts, "last: "+r.LastError)
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func rcptNext(r queue.Rcpt, now time.Time) string {
+	if r.Status.Final() {
+		return ""
 	}
-	return strings.Join(parts, ", ")
+	return "next " + when(r.NextAttempt, now)
 }
 
 // printItem is `queue show`.
@@ -239,7 +253,13 @@ func printItem(w io.Writer, it queue.Item, dead bool, now time.Time) {
 		it.ID, where, it.From, it.Client, it.Arrived.Format(time.RFC3339), age(now.Sub(it.Arrived)), it.Size)
 	fmt.Fprintln(w, "Recipients:")
 	for _, r := range it.Rcpts {
-		fmt.Fprintf(w, "  %s  %s  %s  %s\n", r.Addr, r.Status, rcptWhere(r), rcptDetail(r, now))
+		fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", r.Addr, r.Status, rcptWhere(r), tries(r.Attempts), rcptNext(r, now))
+		if r.LastError != "" {
+			fmt.Fprintf(w, "      last error: %s\n", r.LastError)
+		}
+		if r.Reply != "" {
+			fmt.Fprintf(w, "      reply: %s\n", r.Reply)
+		}
 	}
 	if len(it.History) > 0 {
 		fmt.Fprintln(w, "History:")

@@ -55,6 +55,9 @@ func (q *Queue) dispatch(ctx context.Context, free int, done chan<- struct{}) (i
 			continue
 		}
 		t, ok := e.item.due()
+		if dl := e.item.since().Add(q.opts.MaxAge); ok && dl.Before(t) {
+			t = dl // expire on time, even if max_age was lowered since t was saved
+		}
 		if !ok || e.hold.After(t) {
 			t = e.hold // all final (retire now) or held after a fault
 		}

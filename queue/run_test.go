@@ -199,3 +199,34 @@ func TestDelivererPanicKeepsMessage(t *testing.T) {
 		t.Fatalf("message lost after a panic: %v", err)
 	}
 }
+
+// TestLoweredMaxAgeExpiresOnTime: an item saved with a far next attempt
+// expires at its (new, shorter) max_age, not at that attempt.
+func TestLoweredMaxAgeExpiresOnTime(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := testOptions(t, dir)
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	o.Now = clock.Now
+	o.Retry = Retry{Initial: 24 * time.Hour, Max: 24 * time.Hour, Factor: 1}
+	q1, err := Open(o, &fakeDeliverer{fn: allResults(errTemp)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- q1.Run(ctx) }()
+	id := enqueue(t, q1, "a@x")
+	waitFor(t, q1, func(items []Item) bool { return len(items) == 1 && items[0].Rcpts[0].Status == Deferred })
+	stop()
+	<-ran
+	q1.Close()
+
+	o.MaxAge = time.Hour // lowered in the config; the saved next attempt is a day away
+	clock.Add(2 * time.Hour)
+	q2 := openQueue(t, o, &fakeDeliverer{fn: allResults(errTemp)})
+	runQueue(t, q2)
+	waitEmpty(t, q2)
+	if r := readDead(t, dir, id).Rcpts[0]; !strings.Contains(r.LastError, "expired") {
+		t.Fatalf("recipient %+v, want expired", r)
+	}
+}
