@@ -230,3 +230,43 @@ func TestLoweredMaxAgeExpiresOnTime(t *testing.T) {
 		t.Fatalf("recipient %+v, want expired", r)
 	}
 }
+
+// hangingDeliverer never answers until its context ends.
+type hangingDeliverer struct{ started chan struct{} }
+
+func (h hangingDeliverer) Deliver(ctx context.Context, _ string, _ *Message, rcpts []string) []Result {
+	h.started <- struct{}{}
+	<-ctx.Done()
+	return allResults(ctx.Err())("", rcpts)
+}
+
+// TestStopCancelsHangingDelivery: after Run's context ends, a delivery that
+// hangs is cancelled after StopTimeout, Run returns, and the message stays
+// queued for the next start.
+func TestStopCancelsHangingDelivery(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := testOptions(t, dir)
+	o.StopTimeout = 50 * time.Millisecond
+	h := hangingDeliverer{started: make(chan struct{}, 1)}
+	q := openQueue(t, o, h)
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- q.Run(ctx) }()
+	id := enqueue(t, q, "a@x")
+	select {
+	case <-h.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("delivery did not start")
+	}
+	stop()
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after StopTimeout")
+	}
+	q.Close()
+	q2 := openQueue(t, o, &fakeDeliverer{})
+	if items := q2.List(); len(items) != 1 || items[0].ID != id {
+		t.Fatalf("after stop: %+v, want the message still queued", items)
+	}
+}
