@@ -9,8 +9,10 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/admin"
 	"github.com/tlsrelay/tlsrelay/policy"
 	"github.com/tlsrelay/tlsrelay/queue"
 	"github.com/tlsrelay/tlsrelay/relay"
@@ -29,14 +31,21 @@ const drainTimeout = 30 * time.Second
 
 // app is one running relay: the inbound server, the spool and its workers.
 type app struct {
-	cfg *policy.Config
-	log *slog.Logger
-	q   *queue.Queue
-	srv *relay.Server
+	cfg     *policy.Config
+	log     *slog.Logger
+	q       *queue.Queue
+	srv     *relay.Server
+	up      *upstream.Client
+	metrics *admin.Metrics
+
+	listening, draining atomic.Bool // for /readyz
+	adminAddr           string      // where admin.addr listens, once it does
 }
 
 // newApp wires the packages for cfg. It opens (and locks) the spool.
 func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
+	metrics := admin.NewMetrics()
+	log = slog.New(metrics.Handler(log.Handler())) // the log's events feed the counters
 	for _, w := range cfg.Warnings() {
 		log.Warn("config", "warning", w)
 	}
@@ -45,9 +54,16 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 		HelloName: cfg.Listen.Hostname,
 		Log:       log,
 	}
-	conns := map[string]int{}
+	// The queue owns pacing: it runs at most max_connections attempts per
+	// provider at once (which also bounds the upstream client's idle
+	// connections) and spaces them by rate; mail over the rate waits in the
+	// spool, it is never refused.
+	conns, rates := map[string]int{}, map[string]queue.Rate{}
 	for name, p := range cfg.Providers {
 		conns[name] = p.MaxConnections
+		if p.Rate.N > 0 {
+			rates[name] = queue.Rate(p.Rate)
+		}
 	}
 	q, err := queue.Open(queue.Options{
 		Dir:            cfg.Queue.Dir,
@@ -58,6 +74,7 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 		MaxBytes:       cfg.Queue.MaxBytes,
 		Workers:        cfg.Queue.Workers,
 		MaxConnections: conns,
+		Rates:          rates,
 		Bounce: queue.Bounce{
 			To: cfg.Queue.BounceTo, Hostname: cfg.Listen.Hostname, DelayWarning: cfg.Queue.DelayWarning,
 		},
@@ -76,7 +93,9 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 		q.Close()
 		return nil, err
 	}
-	return &app{cfg: cfg, log: log, q: q, srv: srv}, nil
+	a := &app{cfg: cfg, log: log, q: q, srv: srv, up: up, metrics: metrics}
+	a.registerGauges()
+	return a, nil
 }
 
 // run serves on l and delivers until ctx ends, then drains: new connections
@@ -89,15 +108,24 @@ func (a *app) run(ctx context.Context, l net.Listener) error {
 	stopWorkers := func() {
 		stopQueue()
 		<-qdone
+		a.up.Close() // the idle upstream connections, once nothing delivers
 	}
-	stopControl, err := serveControl(ctx, a.cfg.Queue.Dir, a.q)
+	stopControl, err := serveControl(a.cfg.Queue.Dir, a.adminHandler())
 	if err != nil {
+		stopWorkers()
+		a.q.Close()
+		return err
+	}
+	stopAdmin, err := a.serveAdmin()
+	if err != nil {
+		stopControl()
 		stopWorkers()
 		a.q.Close()
 		return err
 	}
 	sdone := make(chan error, 1)
 	go func() { sdone <- a.srv.Serve(l) }()
+	a.listening.Store(true)
 	a.log.Info("listening", "addr", l.Addr().String(), "spool", a.cfg.Queue.Dir, "queued", len(a.q.List()),
 		"control", controlSocket(a.cfg.Queue.Dir))
 
@@ -106,12 +134,14 @@ func (a *app) run(ctx context.Context, l net.Listener) error {
 	case <-ctx.Done():
 	case serveErr = <-sdone:
 	}
+	a.draining.Store(true)
 	a.log.Info("stopping", "drain_timeout", drainTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	if err := a.srv.Shutdown(sctx); err != nil {
 		a.log.Warn("inbound sessions did not finish in time; closed them", "error", err)
 	}
 	cancel()
+	stopAdmin()
 	stopControl()
 	stopWorkers()
 	err = a.q.Close()

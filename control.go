@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tlsrelay/tlsrelay/admin"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
 
@@ -23,9 +22,10 @@ import (
 // queue.dir.
 func controlSocket(spoolDir string) string { return filepath.Join(spoolDir, "control.sock") }
 
-// serveControl serves the queue API on the control socket until ctx ends.
-// The spool lock is already held, so a socket file left there is stale.
-func serveControl(ctx context.Context, spoolDir string, q *queue.Queue) (stop func(), err error) {
+// serveControl serves the admin API (queue commands, health) on the control
+// socket. The spool lock is already held, so a socket file left there is
+// stale.
+func serveControl(spoolDir string, h http.Handler) (stop func(), err error) {
 	path := controlSocket(spoolDir)
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
@@ -36,7 +36,7 @@ func serveControl(ctx context.Context, spoolDir string, q *queue.Queue) (stop fu
 		l.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	srv := &http.Server{Handler: admin.Handler(q), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(l)
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -31,6 +31,7 @@ Usage:
   tlsrelay check   -config relay.yaml          validate the config and print it (secrets redacted)
   tlsrelay send    [-server ADDR] [-from A] -to A   send a test message to a relay
   tlsrelay queue   list|show|retry|delete|dead|requeue|flush   inspect and act on the spool
+  tlsrelay health  [-config relay.yaml | -dir SPOOL]   exit 0 if the running relay is ready (HEALTHCHECK)
   tlsrelay version
 
 Run "tlsrelay COMMAND -h" for a command's flags.
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSend(ctx, args, stdout, stderr)
 	case "queue":
 		return cmdQueue(ctx, args, stdout, stderr)
+	case "health":
+		return cmdHealth(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "version":

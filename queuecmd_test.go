@@ -91,6 +91,19 @@ func TestQueueCLIOnRunningRelay(t *testing.T) {
 		t.Fatalf("show after delete = %v, want no such message", err)
 	}
 
+	id3 := queuedID(t, r.send(t, trickyBody, "c@example.org"))
+	r.waitQueue(t, "a deferral", deferredOnce)
+	up.SetMailErr(nil)
+	var res struct{ Messages int }
+	mustQueueJSON(t, &res, "retry", "-dir", spool, "-all")
+	if res.Messages != 1 {
+		t.Fatalf("retry -all touched %d messages, want 1 (%s)", res.Messages, id3)
+	}
+	r.waitQueue(t, "the queue to empty", queueEmpty)
+
+	up.SetMailErr(func(string) error { return tempFail })
+	r.send(t, trickyBody, "d@example.org")
+	r.waitQueue(t, "a deferral", deferredOnce)
 	up.SetMailErr(nil)
 	var fr admin.FlushResult
 	mustQueueJSON(t, &fr, "flush", "-dir", spool, "-wait", "-timeout", "10s")

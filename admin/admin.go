@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,7 +35,18 @@ var _ Queue = (*queue.Queue)(nil)
 // MaxFlushWait bounds how long one flush request may wait.
 const MaxFlushWait = time.Hour
 
-// Handler returns the API:
+// Options configure the admin HTTP handler.
+type Options struct {
+	Queue   Queue        // the queue API; required
+	Metrics *Metrics     // nil = no /metrics
+	Ready   func() error // nil = always ready once serving
+}
+
+// Handler returns the admin API:
+//
+//	GET    /healthz             200 while the process runs
+//	GET    /readyz              200 if Ready returns nil, else 503 with the reason
+//	GET    /metrics             Prometheus text format (if Metrics is set)
 //
 //	GET    /queue               the queued messages
 //	GET    /queue/{id}          one message with its history
@@ -47,8 +59,14 @@ const MaxFlushWait = time.Hour
 //	POST   /queue/flush?wait=D  retry all, then wait up to D until the queue is empty
 //
 // Errors are {"error": "..."} with 404 (unknown ID), 409 (in delivery) or 500.
-func Handler(q Queue) http.Handler {
+func Handler(o Options) http.Handler {
+	q := o.Queue
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { ready(w, o.Ready) })
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", o.Metrics.HTTPHandler())
+	}
 	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) { reply(w, q.List(), nil) })
 	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.Get(r.PathValue("id"))
@@ -76,6 +94,19 @@ func Handler(q Queue) http.Handler {
 	})
 	mux.HandleFunc("POST /queue/flush", func(w http.ResponseWriter, r *http.Request) { flush(w, r, q) })
 	return mux
+}
+
+// ready answers /readyz.
+func ready(w http.ResponseWriter, check func() error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if check != nil {
+		if err := check(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready: "+err.Error()+"\n")
+			return
+		}
+	}
+	io.WriteString(w, "ready\n")
 }
 
 // done reports what a command did.

@@ -15,6 +15,7 @@ package policy
 import (
 	"crypto/x509"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -31,6 +32,7 @@ type Config struct {
 	Providers map[string]*Provider // by name
 	Routes    []Route              // first match wins
 	Default   []string             // providers for mail that no route matches
+	Admin     Admin
 	Log       Log
 }
 
@@ -44,6 +46,15 @@ type Listen struct {
 	ReadTimeout     time.Duration  // per read, and for the whole DATA
 	WriteTimeout    time.Duration  // per write
 	AllowedNetworks []netip.Prefix // client addresses allowed to connect
+	// The rest is read by policy/listen.go.
+	MaxConnectionsPerIP int           // concurrent connections from one client address (421 4.7.0 past it)
+	SessionTimeout      time.Duration // lifetime of one connection, however busy (421 4.4.2 past it)
+	MaxLineBytes        int           // longest line, CRLF included, in commands and DATA
+	LineEndings         string        // LineEndingsReject (default) or LineEndingsFix
+	AllowedSenders      []string      // patterns for MAIL FROM; nil = any sender (see AddressPattern)
+	AllowedRecipients   []string      // patterns for RCPT TO; nil = any routable recipient
+	Users               []User        // inbound AUTH accounts; nil = no inbound AUTH
+	TLS                 ListenTLS     // inbound STARTTLS; off when TLS.Cert is nil
 }
 
 // Queue is the durable spool and its retry policy.
@@ -92,6 +103,17 @@ type Provider struct {
 	TLS            TLS
 	Auth           Auth
 	MaxConnections int // concurrent connections to this provider
+	// Rate paces the deliveries to this provider: the queue waits for the
+	// next slot, inbound mail is never refused for it. The zero Rate (the
+	// default) means no limit.
+	Rate Rate
+	// MaxMessagesPerConnection is how many messages one upstream connection
+	// carries (RSET between them) before it is closed; 1 = no reuse.
+	// Default 100.
+	MaxMessagesPerConnection int
+	// IdleTimeout is how long an idle upstream connection is kept open for
+	// the next message to this provider. Default 30s.
+	IdleTimeout time.Duration
 	// RewriteSender, when set, replaces the envelope sender and the From:
 	// header's address on the way to this provider (a Reply-To: keeps the
 	// original); the null sender is never rewritten. "" = off.
@@ -100,6 +122,26 @@ type Provider struct {
 
 // Addr returns host:port.
 func (p *Provider) Addr() string { return joinHostPort(p.Host, p.Port) }
+
+// Rate is a sending limit: at most N messages per Per, which is a second, a
+// minute or an hour (rate: 20/s, 30/m, 1000/h). The zero Rate means no limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// String renders r as relay.yaml writes it ("20/s"), or "" for no limit.
+func (r Rate) String() string {
+	if r.N <= 0 {
+		return ""
+	}
+	for _, u := range rateUnits {
+		if u.per == r.Per {
+			return strconv.Itoa(r.N) + "/" + u.name
+		}
+	}
+	return strconv.Itoa(r.N) + "/" + r.Per.String()
+}
 
 // TLS is a provider's TLS policy; see policy/tls.go for the keys and their
 // checks, and upstream.TLSConfig for the crypto/tls config built from it.
@@ -166,6 +208,16 @@ type Route struct {
 	SenderDomain    string
 	RecipientDomain string
 	Providers       []string
+}
+
+// Admin is the HTTP admin endpoint: /metrics, /healthz, /readyz and the
+// queue API. Addr "" = off.
+type Admin struct {
+	Addr string
+	// ReadyMaxQueue makes /readyz fail while more messages than this are
+	// queued; 0 = never (a provider outage must not take a sidecar's pod
+	// out of service by default).
+	ReadyMaxQueue int
 }
 
 // Log selects the log format and level.

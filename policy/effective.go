@@ -18,21 +18,34 @@ type (
 		Providers map[string]effectiveProvider `yaml:"providers"`
 		Routes    []effectiveRoute             `yaml:"routes,omitempty"`
 		Default   []string                     `yaml:"default,flow"`
+		Admin     effectiveAdmin               `yaml:"admin"`
 		Log       effectiveLog                 `yaml:"log"`
+	}
+	effectiveAdmin struct {
+		Addr          string `yaml:"addr"`
+		ReadyMaxQueue int    `yaml:"ready_max_queue"`
 	}
 	effectiveLog struct {
 		Format string `yaml:"format"`
 		Level  string `yaml:"level"`
 	}
 	effectiveListen struct {
-		Addr            string   `yaml:"addr"`
-		Hostname        string   `yaml:"hostname"`
-		MaxMessageBytes any      `yaml:"max_message_bytes"`
-		MaxRecipients   int      `yaml:"max_recipients"`
-		MaxConnections  int      `yaml:"max_connections"`
-		ReadTimeout     string   `yaml:"read_timeout"`
-		WriteTimeout    string   `yaml:"write_timeout"`
-		AllowedNetworks []string `yaml:"allowed_networks,flow"`
+		Addr                string              `yaml:"addr"`
+		Hostname            string              `yaml:"hostname"`
+		MaxMessageBytes     any                 `yaml:"max_message_bytes"`
+		MaxRecipients       int                 `yaml:"max_recipients"`
+		MaxConnections      int                 `yaml:"max_connections"`
+		MaxConnectionsPerIP int                 `yaml:"max_connections_per_ip"`
+		ReadTimeout         string              `yaml:"read_timeout"`
+		WriteTimeout        string              `yaml:"write_timeout"`
+		SessionTimeout      string              `yaml:"session_timeout"`
+		MaxLineBytes        int                 `yaml:"max_line_bytes"`
+		LineEndings         string              `yaml:"line_endings"`
+		AllowedNetworks     []string            `yaml:"allowed_networks,flow"`
+		AllowedSenders      []string            `yaml:"allowed_senders,flow,omitempty"`
+		AllowedRecipients   []string            `yaml:"allowed_recipients,flow,omitempty"`
+		Users               []effectiveUser     `yaml:"users,omitempty"`
+		TLS                 *effectiveListenTLS `yaml:"tls,omitempty"`
 	}
 	effectiveQueue struct {
 		Dir      string         `yaml:"dir"`
@@ -56,6 +69,9 @@ type (
 		Host           string         `yaml:"host"`
 		Port           int            `yaml:"port"`
 		MaxConnections int            `yaml:"max_connections"`
+		Rate           string         `yaml:"rate,omitempty"` // "" = no limit
+		MaxMessages    int            `yaml:"max_messages_per_connection"`
+		IdleTimeout    string         `yaml:"idle_timeout"`
 		RewriteSender  string         `yaml:"rewrite_sender,omitempty"`
 		TLS            effectiveTLS   `yaml:"tls"`
 		Auth           *effectiveAuth `yaml:"auth,omitempty"`
@@ -100,6 +116,7 @@ func (c *Config) Effective() []byte {
 		Queue:     c.effectiveQueue(),
 		Providers: map[string]effectiveProvider{},
 		Default:   c.Default,
+		Admin:     effectiveAdmin{c.Admin.Addr, c.Admin.ReadyMaxQueue},
 		Log:       effectiveLog{c.Log.Format, c.Log.Level},
 	}
 	for name, p := range c.Providers {
@@ -129,7 +146,7 @@ func (c *Config) effectiveListen() effectiveListen {
 	for i, n := range l.AllowedNetworks {
 		nets[i] = n.String()
 	}
-	return effectiveListen{
+	e := effectiveListen{
 		Addr:            l.Addr,
 		Hostname:        l.Hostname,
 		MaxMessageBytes: sizeValue(l.MaxMessageBytes),
@@ -139,6 +156,8 @@ func (c *Config) effectiveListen() effectiveListen {
 		WriteTimeout:    formatDuration(l.WriteTimeout),
 		AllowedNetworks: nets,
 	}
+	l.effectiveAccess(&e)
+	return e
 }
 
 func (c *Config) effectiveQueue() effectiveQueue {
@@ -174,6 +193,9 @@ func effectiveProviderOf(p *Provider) effectiveProvider {
 		Host:           p.Host,
 		Port:           p.Port,
 		MaxConnections: p.MaxConnections,
+		Rate:           p.Rate.String(),
+		MaxMessages:    p.MaxMessagesPerConnection,
+		IdleTimeout:    formatDuration(p.IdleTimeout),
 		RewriteSender:  p.RewriteSender,
 		TLS:            effectiveTLSOf(p.TLS),
 		Auth:           effectiveAuthOf(p.Auth),

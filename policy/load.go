@@ -25,15 +25,18 @@ const DefaultListenAddr = "127.0.0.1:2525"
 // them; any other key is an error. Provider and route sections are keyed by
 // their kind ("providers.*", "routes[]"), not by name or index.
 var schema = map[string][]string{
-	"":                 {"listen", "queue", "providers", "routes", "default", "log"},
-	"listen":           {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "read_timeout", "write_timeout", "allowed_networks"},
+	"":                 {"listen", "queue", "providers", "routes", "default", "admin", "log"},
+	"listen":           {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "max_connections_per_ip", "read_timeout", "write_timeout", "session_timeout", "max_line_bytes", "line_endings", "allowed_networks", "allowed_senders", "allowed_recipients", "users", "tls"},
+	"listen.tls":       {"cert_file", "key_file", "min_version"},
+	"listen.users[]":   {"username", "password_env", "password_file", "bcrypt_hash"},
 	"queue":            {"dir", "retry", "max_age", "max_bytes", "max_items", "workers", "bounce_to", "delay_warning"},
 	"queue.retry":      {"initial", "max", "factor", "jitter"},
-	"providers.*":      {"preset", "region", "host", "port", "max_connections", "rewrite_sender", "tls", "auth"},
+	"providers.*":      {"preset", "region", "host", "port", "max_connections", "rate", "max_messages_per_connection", "idle_timeout", "rewrite_sender", "tls", "auth"},
 	"providers.*.tls":  {"mode", "min_version", "max_version", "ciphers", "server_name", "ca_file", "pin_sha256", "cert_file", "key_file", "insecure_skip_verify"},
 	"providers.*.auth": {"mechanism", "username", "username_env", "password_env", "password_file", "oauth2"},
 	"routes[]":         {"sender", "sender_domain", "recipient_domain", "providers"},
 	"log":              {"format", "level"},
+	"admin":            {"addr", "ready_max_queue"},
 
 	// XOAUTH2 token source (policy/auth.go).
 	"providers.*.auth.oauth2": {"flow", "token_url", "client_id", "client_id_env", "client_secret_env", "client_secret_file", "refresh_token_env", "refresh_token_file", "scopes"},
@@ -149,6 +152,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Providers = d.providers(top)
 	c.Routes = d.routes(top, c.Providers)
 	c.Default = d.defaultRoute(top, c.Providers)
+	c.Admin = d.admin(d.child(top, "admin", schema["admin"]...))
 	c.Log = d.log(d.child(top, "log", schema["log"]...))
 	d.checkCross(c)
 	return c
@@ -187,11 +191,8 @@ func (d *decoder) listen(s *section) Listen {
 	if nets, ok := d.networks(s, "allowed_networks"); ok {
 		l.AllowedNetworks = nets
 	}
-	if host, _, err := net.SplitHostPort(l.Addr); err == nil && !isLoopbackHost(host) && !s.has("allowed_networks") {
-		d.errorf(lineOrDefault(addrLine, s.line), s.sub("addr"),
-			"%s is not a loopback address, so anyone who can reach it could send mail through your providers (an open relay): "+
-				"list the clients that may connect in listen.allowed_networks, e.g. allowed_networks: [10.0.0.0/8]", l.Addr)
-	}
+	d.listenAccess(s, &l)
+	d.checkExposure(s, &l, addrLine)
 	return l
 }
 
@@ -334,6 +335,14 @@ func plainAddress(a string) bool {
 		}
 	}
 	return true
+}
+
+// admin reads the admin HTTP endpoint's keys. It is off unless addr is set.
+func (d *decoder) admin(s *section) Admin {
+	var a Admin
+	s.hostPort("addr", &a.Addr, false)
+	s.integer("ready_max_queue", 0, maxInt, &a.ReadyMaxQueue)
+	return a
 }
 
 func (d *decoder) log(s *section) Log {

@@ -48,6 +48,12 @@ func TestDefaults(t *testing.T) {
 		ReadTimeout:     60 * time.Second,
 		WriteTimeout:    60 * time.Second,
 		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		// issue 6 (policy/listen.go)
+		MaxConnectionsPerIP: 100,
+		SessionTimeout:      30 * time.Minute,
+		MaxLineBytes:        2000,
+		LineEndings:         LineEndingsReject,
+		TLS:                 ListenTLS{MinVersion: tls.VersionTLS12},
 	}
 	if !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("Listen = %+v\nwant %+v", c.Listen, want)
@@ -65,6 +71,7 @@ func TestDefaults(t *testing.T) {
 	}
 	wantP := &Provider{
 		Name: "up", Host: "smtp.example.com", Port: 465, MaxConnections: 4,
+		MaxMessagesPerConnection: 100, IdleTimeout: 30 * time.Second,
 		TLS: TLS{Mode: TLSImplicit, ServerName: "smtp.example.com", MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13},
 	}
 	if !reflect.DeepEqual(c.Providers["up"], wantP) {

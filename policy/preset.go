@@ -30,9 +30,11 @@ package policy
 //     in the file still wins.
 //
 // Each preset names its sources. Values marked "unverified" are from memory
-// of the provider's documentation, not checked against it. Known limits are
-// comments: the relay does not enforce them (yet); set max_connections (and
-// rate, where available) accordingly.
+// of the provider's documentation, not checked against it. A preset sets
+// max_connections and rate only for a documented limit that holds for every
+// account (outlook); the other known limits are per account or per day, so
+// they stay comments: set max_connections and rate (N/s, N/m, N/h) to your
+// account's quota.
 
 import (
 	"fmt"
@@ -94,11 +96,13 @@ auth:
 	// Limits (Exchange Online limits): 30 messages/minute, 10000
 	// recipients/day, 500 recipients/message; about 3 concurrent submissions
 	// per mailbox (432 4.3.2 "sender thread limit exceeded"; unverified), hence
-	// max_connections 3.
+	// max_connections 3, and rate 30/m (the "message rate limit" for SMTP
+	// client submission, per mailbox: one provider per mailbox).
 	"outlook": {yaml: `
 host: smtp.office365.com
 port: 587
 max_connections: 3
+rate: 30/m
 tls: {mode: starttls}
 auth: {mechanism: auto}
 `},
@@ -135,6 +139,8 @@ auth: {mechanism: auto}
 	// Tencent's samples. Limits
 	// (https://www.tencentcloud.com/document/product/1084/44458): 20 SMTP
 	// calls/s per account; 10 mails/hour from one sender to one recipient.
+	// No rate is preset (whether a "call" is a message or a command is not
+	// clear); rate: 20/s in the file keeps under it if a call is a message.
 	"tencent-ses": {yaml: `
 host: smtp.qcloudmail.com
 port: 465
@@ -159,7 +165,10 @@ auth: {mechanism: login}
 	// wrapper on 465 or 2465): 587, which EC2 does not throttle. The
 	// credentials are SES SMTP credentials, per region, not AWS access keys.
 	// Limits: sandbox 200 messages/day and 1 message/s; production per
-	// account quota (maximum send rate); 50 recipients per message.
+	// account quota (maximum send rate, in the console's sending
+	// statistics); 50 recipients per message. No rate is preset, since it
+	// differs per account: set rate to the account's maximum send rate
+	// (e.g. rate: 1/s in the sandbox).
 	"aws-ses": {yaml: `
 port: 587
 tls: {mode: starttls}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -61,7 +62,7 @@ func (d *decoder) providers(top *section) map[string]*Provider {
 // provider decodes one provider and fills its defaults: first the preset's
 // values for the keys the file leaves out (policy/preset.go), then the rest.
 func (d *decoder) provider(name string, s *section) *Provider {
-	p := &Provider{Name: name, MaxConnections: 4}
+	p := &Provider{Name: name, MaxConnections: 4, MaxMessagesPerConnection: 100, IdleTimeout: 30 * time.Second}
 	var noHost bool
 	p.Preset, p.Region, noHost = d.applyPreset(s)
 	if !s.has("host") {
@@ -78,10 +79,46 @@ func (d *decoder) provider(name string, s *section) *Provider {
 	}
 	s.integer("port", 1, 65535, &p.Port)
 	s.integer("max_connections", 1, maxInt, &p.MaxConnections)
+	s.rate("rate", &p.Rate)
+	s.integer("max_messages_per_connection", 1, maxInt, &p.MaxMessagesPerConnection)
+	s.duration("idle_timeout", &p.IdleTimeout)
 	d.rewriteSender(s, p)
 	p.TLS = d.providerTLS(d.child(s, "tls", schema["providers.*.tls"]...), p, s.has("port"))
 	p.Auth = d.auth(d.child(s, "auth", schema["providers.*.auth"]...))
 	return p
+}
+
+// rateUnits are the units a rate may be given in, as relay.yaml writes them.
+var rateUnits = []struct {
+	name string
+	per  time.Duration
+}{{"s", time.Second}, {"m", time.Minute}, {"h", time.Hour}}
+
+var rateRE = regexp.MustCompile(`^([0-9]+)/([smh])$`)
+
+// rate reads a sending limit, "N/s", "N/m" or "N/h" with N a whole number
+// >= 1, into dst.
+func (s *section) rate(key string, dst *Rate) {
+	const want = `a rate: a whole number >= 1 per second, minute or hour, such as "20/s", "30/m" or "1000/h"`
+	v, line, ok := s.scalar(key, want, "!!str")
+	if !ok {
+		return
+	}
+	m := rateRE.FindStringSubmatch(v.Value)
+	if m == nil {
+		s.d.errorf(line, s.sub(key), "want %s, got %s", want, describe(v))
+		return
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil || n < 1 || n > maxInt {
+		s.d.errorf(line, s.sub(key), "want %s, got %s", want, describe(v))
+		return
+	}
+	for _, u := range rateUnits {
+		if u.name == m[2] {
+			*dst = Rate{N: n, Per: u.per}
+		}
+	}
 }
 
 // rewriteSender reads rewrite_sender: the address that replaces the envelope

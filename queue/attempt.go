@@ -86,7 +86,7 @@ func (q *Queue) record(it *Item, i int, provider string, res Result, now time.Ti
 	if res.Err == nil {
 		r.Status, r.Provider, r.Reply, r.LastError, r.LastCode = Delivered, provider, res.Reply, "", 0
 		q.log.Info("delivered", "id", it.ID, "rcpt", r.Addr, "provider", provider,
-			"attempt", r.Attempts, "reply", res.Reply, "tls", res.TLS)
+			"attempt", r.Attempts, "reply", res.Reply, "tls", res.TLS, "age", now.Sub(it.Arrived))
 		return
 	}
 	r.LastError, r.LastCode = res.Err.Error(), smtpCode(res.Err)

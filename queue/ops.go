@@ -70,20 +70,22 @@ func (q *Queue) Retry(id string) error {
 	return q.persist(e.item)
 }
 
-// RetryAll makes every unfinished recipient of every message not in
-// delivery due now, and returns how many messages that touched. Unlike
+// RetryAll makes every unfinished recipient of every message due now (a
+// message in delivery, as soon as that attempt ends), and returns how many
+// messages that touched. Unlike
 // Retry it changes only the schedule in memory (rewriting every envelope
 // would stall new mail): after a restart the saved schedule applies.
 func (q *Queue) RetryAll() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := 0
 	for _, e := range q.items {
-		if !e.busy {
+		if e.busy {
+			e.retry = true // its worker applies it when the attempt ends
+		} else {
 			q.retryLocked(e)
-			n++
 		}
 	}
+	n := len(q.items)
 	q.notifyLocked()
 	return n
 }
@@ -205,5 +207,45 @@ func (q *Queue) Requeue(id string) error {
 	q.mu.Unlock()
 	q.add(&it)
 	q.log.Info("requeued", "id", id, "by", "operator")
+	return nil
+}
+
+// Stats summarises the queue for metrics and readiness.
+type Stats struct {
+	Items  int       // messages in q/
+	Bytes  int64     // their size
+	Oldest time.Time // arrival of the oldest; zero when empty
+}
+
+// Stats returns the queue's size and age without copying its items.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := Stats{Items: len(q.items), Bytes: q.bytes}
+	for _, e := range q.items {
+		if s.Oldest.IsZero() || e.item.Arrived.Before(s.Oldest) {
+			s.Oldest = e.item.Arrived
+		}
+	}
+	return s
+}
+
+// CheckWritable proves the spool takes writes: it creates, syncs and
+// removes a file in tmp/. For readiness probes.
+func (q *Queue) CheckWritable() error {
+	name := filepath.Join(q.opts.Dir, dirTmp, "probe-"+q.newID())
+	f, err := q.fs.Create(name)
+	if err != nil {
+		return fmt.Errorf("spool not writable: %w", err)
+	}
+	_, err = f.Write([]byte("ok"))
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	q.fs.Remove(name)
+	if err != nil {
+		return fmt.Errorf("spool not writable: %w", err)
+	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -136,4 +137,34 @@ func TestDeadAndRequeue(t *testing.T) {
 	if err := q.Requeue(id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Requeue of a gone letter = %v, want ErrNotFound", err)
 	}
+}
+
+func TestStatsAndCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := testOptions(t, dir)
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	o.Now = clock.Now
+	q := openQueue(t, o, &fakeDeliverer{})
+	if s := q.Stats(); s.Items != 0 || !s.Oldest.IsZero() {
+		t.Fatalf("empty Stats = %+v", s)
+	}
+	enqueue(t, q, "a@x")
+	first := clock.Now()
+	clock.Add(time.Minute)
+	enqueue(t, q, "b@x")
+	if s := q.Stats(); s.Items != 2 || s.Bytes != 42 || !s.Oldest.Equal(first) {
+		t.Fatalf("Stats = %+v, want 2 items, 42 bytes, oldest %v", s, first)
+	}
+	if err := q.CheckWritable(); err != nil {
+		t.Fatalf("CheckWritable: %v", err)
+	}
+	assertEmptyDir(t, filepath.Join(dir, "tmp"))
+
+	o2, _ := testOptions(t, t.TempDir())
+	o2.FS = &recFS{failOn: "sync tmp/"}
+	q2 := openQueue(t, o2, &fakeDeliverer{})
+	if err := q2.CheckWritable(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("CheckWritable on a full disk = %v, want ENOSPC", err)
+	}
+	assertEmptyDir(t, filepath.Join(o2.Dir, "tmp"))
 }

@@ -77,9 +77,10 @@ type Queue struct {
 // entry is an item with its scheduling state; guarded by Queue.mu, except
 // that while busy the worker owns it.item.
 type entry struct {
-	item *Item
-	busy bool
-	hold time.Time // not before this time (after a panic or a failed retire)
+	item  *Item
+	busy  bool
+	hold  time.Time // not before this time (after a panic or a failed retire)
+	retry bool      // an operator asked for a retry during the attempt
 }
 
 // Open prepares dir (q/, tmp/, dead/, quarantine/, lock), takes the lock,

@@ -118,6 +118,10 @@ func (q *Queue) work(ctx context.Context, e *entry, done chan<- struct{}) {
 		}
 		q.mu.Lock()
 		e.busy = false
+		if e.retry {
+			e.retry = false
+			q.retryLocked(e)
+		}
 		q.notifyLocked()
 		q.mu.Unlock()
 		done <- struct{}{}

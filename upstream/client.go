@@ -26,6 +26,14 @@
 //     was refused (535), with a new token; the queue owns retries and failover.
 //   - Credentials are never logged or put in an error, and go-smtp's
 //     DebugWriter is never set (G14).
+//   - Connections are reused (pool.go): after a delivery that left the
+//     session in step, RSET and the connection waits, idle, for the next
+//     delivery to the same provider, which checks it with NOOP first, up to
+//     the provider's max_messages_per_connection and for its idle_timeout.
+//     It keeps the TLS and AUTH state it was set up with. A reused connection
+//     that fails before MAIL FROM is accepted is replaced by a fresh one in
+//     the same attempt; after that, never, so no message goes twice. No
+//     connection is reused after a 421, a timeout or a protocol error.
 package upstream
 
 import (
@@ -45,7 +53,8 @@ import (
 )
 
 // Client delivers mail to the providers it knows. Its fields are read-only
-// once Deliver has been called; Deliver is safe for concurrent use.
+// once Deliver has been called; Deliver is safe for concurrent use. Close
+// closes the idle connections it keeps for reuse.
 type Client struct {
 	Providers map[string]*policy.Provider
 	HelloName string // EHLO name; "" = "localhost"
@@ -67,6 +76,7 @@ type Client struct {
 
 	expiry certWatch   // upstream certificates' expiry (certwatch.go)
 	tokens tokenCaches // XOAUTH2 access tokens, per provider (xoauth2.go)
+	pool   pool        // idle connections kept for reuse, per provider (pool.go)
 }
 
 var _ queue.Deliverer = (*Client)(nil)
@@ -155,23 +165,58 @@ type delivery struct {
 	results []queue.Result
 	pending []bool // no outcome yet: gets the error that ends the session
 	log     *slog.Logger
+	out     *outgoing // the envelope and body to send, once computed (send.go)
 
+	session             // the connection in use: dialled, or taken from the pool
+	stop    func() bool // unregisters the close on ctx cancellation
+	mailOK  bool        // the server accepted MAIL FROM on this session
+	broken  bool        // the server replied 421 (closing): never reuse
+}
+
+// session is an upstream connection and its SMTP state. A delivery owns the
+// one it uses; between deliveries, the pool owns it (pool.go).
+type session struct {
 	raw     net.Conn      // the TCP connection; closed by close
 	conn    *deadlineConn // raw with per-operation deadlines
-	stop    func() bool   // unregisters the close on ctx cancellation
+	smtp    *smtpConn     // what sc reads and writes (inside TLS, if any)
 	sc      *smtp.Client
 	tlsInfo string // "TLS 1.3 TLS_AES_128_GCM_SHA256", "none", or "" before it is known
 	secure  bool   // a TLS handshake completed and the certificate was verified
+	ready   bool   // set up as the policy says (TLS, AUTH): MAIL may follow
+	msgs    int    // MAIL commands sent on it, the current one included
+	// timer closes the session when it has been idle for the provider's
+	// idle_timeout; set while the pool holds it.
+	timer *time.Timer
 }
 
+// run makes the attempt: on an idle connection of the provider if one is
+// alive, else (or if that one fails before MAIL FROM is accepted) on a new one.
 func (d *delivery) run() (err error) {
 	if err := d.configure(); err != nil {
 		return err
 	}
+	if d.reuse() {
+		err = d.send()
+		if !d.redial(err) {
+			d.release(err)
+			return err
+		}
+		d.log.Debug("reused upstream connection failed before MAIL was accepted; dialling a new one", "error", err)
+		d.discard()
+	}
 	if err := d.connect(); err != nil {
 		return err
 	}
-	defer func() { d.close(err) }()
+	defer func() { d.release(err) }()
+	if err := d.setup(); err != nil {
+		return err
+	}
+	return d.send()
+}
+
+// setup secures a new connection as the policy says, says EHLO and
+// authenticates.
+func (d *delivery) setup() (err error) {
 	switch d.p.TLS.Mode {
 	case policy.TLSImplicit:
 		err = d.implicitTLS()
@@ -187,7 +232,8 @@ func (d *delivery) run() (err error) {
 	if err := d.auth(); err != nil {
 		return err
 	}
-	return d.send()
+	d.ready = true
+	return nil
 }
 
 func configErr(format string, args ...any) *Error {
@@ -266,7 +312,7 @@ func (d *delivery) close(err error) {
 // replays one) and says EHLO.
 func (d *delivery) hello(conn *smtpConn) error {
 	// Never set sc.DebugWriter: it copies AUTH and bodies (G14).
-	d.sc = smtp.NewClient(conn)
+	d.sc, d.smtp = smtp.NewClient(conn), conn
 	if err := d.sc.Hello(d.c.helloName()); err != nil {
 		op := "ehlo"
 		if conn.writes == 0 {
@@ -300,6 +346,7 @@ func (d *delivery) set(i int, r queue.Result) {
 	var e *Error
 	if errors.As(r.Err, &e) {
 		r.Reply = e.reply()
+		d.broken = d.broken || e.Code == 421
 	}
 	r.TLS = d.tlsInfo
 	d.results[i] = r

@@ -14,17 +14,23 @@ import (
 
 // send runs MAIL, RCPT for each recipient and, if any was accepted, DATA.
 func (d *delivery) send() error {
-	from, body, size, err := d.envelope()
-	if err != nil {
-		return err
+	if d.out == nil {
+		from, body, size, err := d.envelope()
+		if err != nil {
+			return err
+		}
+		d.out = &outgoing{from, body, size}
 	}
-	opts := &smtp.MailOptions{Size: size}
+	from, body := d.out.from, d.out.body
+	opts := &smtp.MailOptions{Size: d.out.size}
 	if err := d.mailOptions(opts, from); err != nil {
 		return err
 	}
+	d.msgs++ // counts against max_messages_per_connection, accepted or not
 	if err := d.sc.Mail(from, opts); err != nil {
 		return replyErr("mail", err)
 	}
+	d.mailOK = true
 	accepted, err := d.rcptAll()
 	if err != nil || len(accepted) == 0 {
 		return err
@@ -38,6 +44,15 @@ func (d *delivery) send() error {
 	}
 	d.log.Debug("upstream accepted", "recipients", len(accepted), "reply", reply)
 	return nil
+}
+
+// outgoing is what a delivery sends: computed once, so that a retry on a
+// new connection (after a reused one failed before MAIL) sends the same,
+// from a body that is still unread.
+type outgoing struct {
+	from string
+	body io.Reader
+	size int64
 }
 
 // mailOptions checks the envelope sender and asks for SMTPUTF8 if any

@@ -21,7 +21,9 @@
 //     outcome, so a test can assert that nothing was sent.
 //   - Replies can be changed at run time (SetMailErr, SetRcptErr, SetDataErr),
 //     and Down and Up stop and resume listening on the same port, to simulate
-//     an outage.
+//     an outage. DropConnections cuts the open connections, as a server does
+//     to idle clients; OpenConnections and WaitOpenConnections tell when a
+//     client has closed its connections.
 //   - Close closes the listener and every connection and returns when every
 //     goroutine the server started has finished.
 //
@@ -133,6 +135,7 @@ type Message struct {
 	AuthUser string               // "" if the session did not authenticate
 	AuthMech string               // "PLAIN", "LOGIN", "XOAUTH2"; "" without AUTH
 	TLS      *tls.ConnectionState // nil if the session was plaintext
+	Received time.Time            // when the server accepted it (before its 250 reply)
 }
 
 // Server is a running fake upstream.
@@ -153,7 +156,7 @@ type Server struct {
 	nauth   int
 	nmail   int
 	msgs    []Message
-	changed chan struct{} // closed and replaced when msgs grows
+	changed chan struct{} // closed and replaced when msgs grows or conns changes
 	hooks   hooks
 }
 
@@ -341,6 +344,11 @@ func (s *Server) record(m Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.msgs = append(s.msgs, m)
+	s.notifyLocked()
+}
+
+// notifyLocked wakes the Wait* calls. Hold s.mu.
+func (s *Server) notifyLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
@@ -463,6 +471,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	l.s.mu.Lock()
 	l.s.conns[tc] = struct{}{}
 	l.s.nconns++
+	l.s.notifyLocked()
 	l.s.mu.Unlock()
 	if l.s.opts.Mode == ImplicitTLS {
 		return tls.Server(tc, l.s.serverTLSConfig()), nil
@@ -476,10 +485,14 @@ type trackedConn struct {
 }
 
 func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
 	c.s.mu.Lock()
-	delete(c.s.conns, c)
+	if _, open := c.s.conns[c]; open {
+		delete(c.s.conns, c)
+		c.s.notifyLocked()
+	}
 	c.s.mu.Unlock()
-	return c.Conn.Close()
+	return err
 }
 
 type testLogger struct{ t testing.TB }

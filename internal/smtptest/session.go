@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -155,6 +156,7 @@ func (se *session) Data(r io.Reader) error {
 		AuthUser: se.authUser,
 		AuthMech: se.authMech,
 		TLS:      se.tls,
+		Received: time.Now(),
 	}
 	if h := se.s.currentHooks().data; h != nil {
 		if err := h(&m); err != nil {

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tlsrelay/tlsrelay/admin"
+)
+
+// registerGauges adds the metrics read at scrape time: queue depth and
+// age, and each provider's certificate expiry.
+func (a *app) registerGauges() {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tlsrelay_" + name, Help: help}, f)
+	}
+	a.metrics.MustRegister(
+		gauge("queue_messages", "Messages in the spool.", func() float64 { return float64(a.q.Stats().Items) }),
+		gauge("queue_bytes", "Bytes of the messages in the spool.", func() float64 { return float64(a.q.Stats().Bytes) }),
+		gauge("queue_oldest_age_seconds", "Age of the oldest message in the spool; 0 when empty.", func() float64 {
+			if o := a.q.Stats().Oldest; !o.IsZero() {
+				return time.Since(o).Seconds()
+			}
+			return 0
+		}),
+	)
+	for name := range a.cfg.Providers {
+		a.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "tlsrelay_upstream_cert_expiry_days",
+			Help:        "Days until the provider's certificate expires, as seen at the last handshake (absent before one).",
+			ConstLabels: prometheus.Labels{"provider": name},
+		}, func() float64 {
+			if t, ok := a.up.CertExpiry(name); ok {
+				return time.Until(t).Hours() / 24
+			}
+			return 0
+		}))
+	}
+}
+
+// ready is /readyz: listening, not draining, the spool takes writes, and
+// (only if admin.ready_max_queue is set) the queue is not over it.
+func (a *app) ready() error {
+	switch {
+	case !a.listening.Load():
+		return errors.New("not listening yet")
+	case a.draining.Load():
+		return errors.New("shutting down")
+	}
+	if err := a.q.CheckWritable(); err != nil {
+		return err
+	}
+	if n, max := a.q.Stats().Items, a.cfg.Admin.ReadyMaxQueue; max > 0 && n > max {
+		return fmt.Errorf("%d messages queued, more than admin.ready_max_queue (%d)", n, max)
+	}
+	return nil
+}
+
+// adminHandler is the API served on the control socket and on admin.addr.
+func (a *app) adminHandler() http.Handler {
+	return admin.Handler(admin.Options{Queue: a.q, Metrics: a.metrics, Ready: a.ready})
+}
+
+// serveAdmin serves the admin API on admin.addr, if set, until stop.
+func (a *app) serveAdmin() (stop func(), err error) {
+	if a.cfg.Admin.Addr == "" {
+		return func() {}, nil
+	}
+	l, err := net.Listen("tcp", a.cfg.Admin.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin endpoint on %s (admin.addr): %w", a.cfg.Admin.Addr, err)
+	}
+	a.adminAddr = l.Addr().String()
+	srv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	a.log.Info("admin endpoint", "addr", a.adminAddr)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
