@@ -29,6 +29,7 @@ Usage:
   tlsrelay demo    [-once]                     relay + built-in strict-TLS upstream; sends one message through
   tlsrelay serve   -config relay.yaml          run the relay
   tlsrelay check   -config relay.yaml          validate the config and print it (secrets redacted)
+  tlsrelay probe   [-config relay.yaml] [-auth] [-json] PROVIDER | HOST:PORT   connect as the policy says; on failure, name the fix
   tlsrelay send    [-server ADDR] [-from A] -to A   send a test message to a relay
   tlsrelay queue   list|show|retry|delete|dead|requeue|flush   inspect and act on the spool
   tlsrelay health  [-config relay.yaml | -dir SPOOL]   exit 0 if the running relay is ready (HEALTHCHECK)
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
+	case "probe":
+		return cmdProbe(ctx, args, stdout, stderr)
 	case "send":
 		return cmdSend(ctx, args, stdout, stderr)
 	case "queue":
