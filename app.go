@@ -40,7 +40,15 @@ type app struct {
 
 	listening, draining atomic.Bool // for /readyz
 	adminAddr           string      // where admin.addr listens, once it does
+
+	// live is the configuration in force: cfg, or what a SIGHUP reload
+	// loaded since. Routing reads it; settings that need a restart are read
+	// from cfg.
+	live atomic.Pointer[policy.Config]
 }
+
+// route resolves a recipient with the configuration in force.
+func (a *app) route(from, rcpt string) []string { return a.live.Load().Route(from, rcpt) }
 
 // newApp wires the packages for cfg. It opens (and locks) the spool.
 func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
@@ -49,7 +57,9 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config", "warning", w)
 	}
-	up := &upstream.Client{
+	a := &app{cfg: cfg, log: log, metrics: metrics}
+	a.live.Store(cfg)
+	a.up = &upstream.Client{
 		Providers: cfg.Providers,
 		HelloName: cfg.Listen.Hostname,
 		Log:       log,
@@ -67,7 +77,7 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 	}
 	q, err := queue.Open(queue.Options{
 		Dir:            cfg.Queue.Dir,
-		Route:          cfg.Route,
+		Route:          a.route,
 		Retry:          queue.Retry(cfg.Queue.Retry),
 		MaxAge:         cfg.Queue.MaxAge,
 		MaxItems:       cfg.Queue.MaxItems,
@@ -79,13 +89,14 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 			To: cfg.Queue.BounceTo, Hostname: cfg.Listen.Hostname, DelayWarning: cfg.Queue.DelayWarning,
 		},
 		Log: log,
-	}, up)
+	}, a.up)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := relay.New(relay.Options{
+	a.q = q
+	a.srv, err = relay.New(relay.Options{
 		Listen:   cfg.Listen,
-		Routable: func(from, rcpt string) bool { return cfg.Route(from, rcpt) != nil },
+		Routable: func(from, rcpt string) bool { return a.route(from, rcpt) != nil },
 		Spool:    q,
 		Log:      log,
 	})
@@ -93,7 +104,6 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 		q.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, q: q, srv: srv, up: up, metrics: metrics}
 	a.registerGauges()
 	return a, nil
 }
@@ -186,5 +196,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		a.q.Close()
 		return fmt.Errorf("listen on %s (listen.addr): %w", cfg.Listen.Addr, err)
 	}
+	stop := a.reloadOnHUP(ctx, *path, os.LookupEnv)
+	defer stop()
 	return a.run(ctx, l)
 }

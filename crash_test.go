@@ -36,6 +36,28 @@ type relayProcess struct {
 	cmd  *exec.Cmd
 	done chan error
 	logs *syncBuffer
+
+	mu      sync.Mutex
+	newLine chan struct{} // closed and replaced on every log line
+}
+
+// waitLog waits (at most 20s) until the log has a line containing s.
+func (p *relayProcess) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		p.mu.Lock()
+		ch := p.newLine
+		p.mu.Unlock()
+		if strings.Contains(p.logs.String(), s) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("no log line with %q within 20s:\n%s", s, p.logs)
+		}
+	}
 }
 
 // startProcess starts serve and waits (bounded) for its "listening" log line.
@@ -50,13 +72,17 @@ func startProcess(t *testing.T, bin, config string) *relayProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &relayProcess{cmd: cmd, done: make(chan error, 1), logs: &syncBuffer{}}
+	p := &relayProcess{cmd: cmd, done: make(chan error, 1), logs: &syncBuffer{}, newLine: make(chan struct{})}
 	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
 			fmt.Fprintln(p.logs, sc.Text())
+			p.mu.Lock()
+			close(p.newLine)
+			p.newLine = make(chan struct{})
+			p.mu.Unlock()
 			if strings.Contains(sc.Text(), "msg=listening") {
 				once.Do(func() { close(listening) })
 			}

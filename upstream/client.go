@@ -44,6 +44,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -77,6 +78,9 @@ type Client struct {
 	expiry certWatch   // upstream certificates' expiry (certwatch.go)
 	tokens tokenCaches // XOAUTH2 access tokens, per provider (xoauth2.go)
 	pool   pool        // idle connections kept for reuse, per provider (pool.go)
+
+	provMu   sync.RWMutex
+	reloaded map[string]*policy.Provider // set by SetProviders; replaces Providers
 }
 
 var _ queue.Deliverer = (*Client)(nil)
@@ -180,10 +184,11 @@ type session struct {
 	conn    *deadlineConn // raw with per-operation deadlines
 	smtp    *smtpConn     // what sc reads and writes (inside TLS, if any)
 	sc      *smtp.Client
-	tlsInfo string // "TLS 1.3 TLS_AES_128_GCM_SHA256", "none", or "" before it is known
-	secure  bool   // a TLS handshake completed and the certificate was verified
-	ready   bool   // set up as the policy says (TLS, AUTH): MAIL may follow
-	msgs    int    // MAIL commands sent on it, the current one included
+	tlsInfo string           // "TLS 1.3 TLS_AES_128_GCM_SHA256", "none", or "" before it is known
+	secure  bool             // a TLS handshake completed and the certificate was verified
+	ready   bool             // set up as the policy says (TLS, AUTH): MAIL may follow
+	msgs    int              // MAIL commands sent on it, the current one included
+	prov    *policy.Provider // the policy it was set up under (TLS, AUTH)
 	// timer closes the session when it has been idle for the provider's
 	// idle_timeout; set while the pool holds it.
 	timer *time.Timer
@@ -232,7 +237,7 @@ func (d *delivery) setup() (err error) {
 	if err := d.auth(); err != nil {
 		return err
 	}
-	d.ready = true
+	d.ready, d.prov = true, d.p
 	return nil
 }
 
@@ -243,7 +248,7 @@ func configErr(format string, args ...any) *Error {
 // configure checks what policy validated already: a wrong config must fail
 // closed here too, never fall back to plaintext or skip AUTH.
 func (d *delivery) configure() error {
-	p := d.c.Providers[d.name]
+	p := d.c.provider(d.name)
 	switch {
 	case p == nil:
 		return configErr("unknown provider %q", d.name)

@@ -119,9 +119,13 @@ func (pl *pool) expire(name string, s *session) {
 
 // close parks nothing more and closes every idle connection, saying QUIT on
 // each (at once, each bounded by quitTimeout).
-func (pl *pool) close() {
+func (pl *pool) close() { pl.drain(true) }
+
+// drain closes every idle connection; with forever, it also parks nothing
+// more.
+func (pl *pool) drain(forever bool) {
 	pl.mu.Lock()
-	pl.closed = true
+	pl.closed = pl.closed || forever
 	var all []*session
 	for name, list := range pl.idle {
 		for _, s := range list {
@@ -174,6 +178,10 @@ func (d *delivery) reuse() bool {
 		s := d.c.pool.take(d.name)
 		if s == nil {
 			return false
+		}
+		if s.prov != d.p {
+			go s.quit() // set up under a policy that a reload replaced
+			continue
 		}
 		d.adopt(s)
 		err := d.sc.Noop()

@@ -46,3 +46,11 @@ func (s *Server) DropConnections() {
 		c.Close()
 	}
 }
+
+// SetUsers replaces the accepted AUTH PLAIN and LOGIN credentials, e.g. to
+// rotate a password mid-test. It keeps AUTH offered (pass a non-nil map).
+func (s *Server) SetUsers(users map[string]string) {
+	s.mu.Lock()
+	s.opts.Users = users
+	s.mu.Unlock()
+}

@@ -101,7 +101,9 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (se *session) login(mech, user, pass string) error {
+	se.s.mu.Lock()
 	want, ok := se.s.opts.Users[user]
+	se.s.mu.Unlock()
 	if !ok || want != pass {
 		return smtp.ErrAuthFailed
 	}
