@@ -71,6 +71,7 @@ type Queue struct {
 	wake    chan struct{} // tells the scheduler to look again
 	closed  bool
 	provSem map[string]chan struct{}
+	qsync   *dirSyncer        // fsyncs of q/ for Enqueue, shared (group commit)
 	pacers  map[string]*pacer // nil entries: no rate limit
 }
 
@@ -111,6 +112,8 @@ func Open(o Options, d Deliverer) (*Queue, error) {
 		return nil, err
 	}
 	q.lock = lock
+	qdir := filepath.Join(o.Dir, dirQueue)
+	q.qsync = newDirSyncer(func() error { return q.fs.SyncDir(qdir) })
 	if err := q.load(); err != nil {
 		lock.Close()
 		return nil, err

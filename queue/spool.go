@@ -104,7 +104,7 @@ func (q *Queue) Enqueue(ctx context.Context, client, from string, to []string, b
 		_, err = q.writeFile(jsonPath, id+".json", bytes.NewReader(b))
 	}
 	if err == nil {
-		err = q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+		err = q.qsync.Sync() // shared with concurrent enqueues (group commit)
 	}
 	if err != nil {
 		q.fs.Remove(jsonPath)
