@@ -98,7 +98,9 @@ func (d *decoder) domain(s *section, key string, dst *string) {
 		return
 	}
 	v = strings.ToLower(strings.TrimSuffix(v, "."))
-	if v == "" || strings.ContainsAny(v, "@ \t\r\n<>[]\x00") {
+	// An empty label ("a..b", ".a", "a..") is no domain; rejecting it also
+	// keeps the trailing-dot trim idempotent (Effective re-parses the same).
+	if v == "" || strings.ContainsAny(v, "@ \t\r\n<>[]\x00") || slices.Contains(strings.Split(v, "."), "") {
 		d.errorf(line, s.sub(key), "want a domain such as example.com (no @), got %q", s.m[key].val.Value)
 		return
 	}
