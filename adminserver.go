@@ -29,17 +29,25 @@ func (a *app) registerGauges() {
 			return 0
 		}),
 	)
-	for name := range a.cfg.Providers {
-		a.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "tlsrelay_upstream_cert_expiry_days",
-			Help:        "Days until the provider's certificate expires, as seen at the last handshake (absent before one).",
-			ConstLabels: prometheus.Labels{"provider": name},
-		}, func() float64 {
-			if t, ok := a.up.CertExpiry(name); ok {
-				return time.Until(t).Hours() / 24
-			}
-			return 0
-		}))
+	a.metrics.MustRegister(certExpiry{a: a, desc: prometheus.NewDesc("tlsrelay_upstream_cert_expiry_days",
+		"Days until the provider's certificate expires, as seen at the last handshake (no sample before one).",
+		[]string{"provider"}, nil)})
+}
+
+// certExpiry reports each provider's certificate expiry, and nothing for a
+// provider not yet connected to (a 0 would read as "expired").
+type certExpiry struct {
+	a    *app
+	desc *prometheus.Desc
+}
+
+func (c certExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c certExpiry) Collect(ch chan<- prometheus.Metric) {
+	for name := range c.a.live.Load().Providers {
+		if t, ok := c.a.up.CertExpiry(name); ok {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(t).Hours()/24, name)
+		}
 	}
 }
 
