@@ -24,6 +24,9 @@ func TestDeliverRemovesItem(t *testing.T) {
 		t.Fatalf("calls = %+v, want one call to p1 with both recipients and the body", calls)
 	}
 	assertEmptyDir(t, filepath.Join(dir, "q"))
+	if !strings.Contains(logs.String(), "msg=queued id="+id+" size=21 rcpts=2 route=[p1]") {
+		t.Errorf("no queued event:\n%s", logs)
+	}
 	if n := strings.Count(logs.String(), "msg=delivered id="+id); n != 2 {
 		t.Fatalf("%d delivered log lines, want 2:\n%s", n, logs)
 	}

@@ -113,6 +113,7 @@ func (q *Queue) Enqueue(ctx context.Context, client, from string, to []string, b
 		return "", fmt.Errorf("queue: commit message %s: %w", id, err)
 	}
 	q.add(it)
+	q.log.Info("queued", "id", id, "size", size, "rcpts", len(it.Rcpts), "route", it.Rcpts[0].Route)
 	return id, nil
 }
 
@@ -160,7 +161,7 @@ func (q *Queue) persist(it *Item) error {
 	if _, err := q.writeFile(q.path(dirQueue, it.ID, ".json"), name, bytes.NewReader(b)); err != nil {
 		return err
 	}
-	return q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+	return q.qsync.Sync() // an fsync of q/ begun after the rename, shared with concurrent callers
 }
 
 // retire takes a finished item out of q/. Delivered items are removed,
@@ -175,7 +176,7 @@ func (q *Queue) retire(it *Item, dead bool) error {
 			return err
 		}
 		q.fs.Remove(emlPath)
-		return q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+		return q.qsync.Sync() // as in persist: shared, never skipped
 	}
 	if err := q.fs.Rename(jsonPath, q.path(dirDead, it.ID, ".json")); err != nil {
 		return err
