@@ -347,7 +347,10 @@ func describe(n *yaml.Node) string {
 	case "!!int", "!!float", "!!bool":
 		return v
 	}
-	return fmt.Sprintf("%s %s", n.ShortTag(), strconv.Quote(v))
+	// A tag may hold any byte (%0A decodes to a newline): escape it, so that
+	// an error stays one line (FuzzParse found "!%0A").
+	tag := strings.Trim(strconv.Quote(n.ShortTag()), `"`)
+	return fmt.Sprintf("%s %s", tag, strconv.Quote(v))
 }
 
 // quoteList renders ["a","b","c"] as `"a", "b" or "c"`.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -38,8 +39,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit checks allowed_networks, the drain and max_connections, in that
-// order, and counts the connection in.
+// admit checks allowed_networks, the drain, max_connections and
+// max_connections_per_ip, in that order, and counts the connection in.
+// Guard (G9): go-smtp has no connection limits at all.
 func (s *Server) admit(nc net.Conn) (*conn, error) {
 	ip, ok := remoteIP(nc)
 	if !ok || !s.allowed(ip) {
@@ -53,8 +55,12 @@ func (s *Server) admit(nc net.Conn) (*conn, error) {
 	if len(s.conns) >= s.opts.Listen.MaxConnections {
 		return nil, errTooManyConns
 	}
-	c := &conn{Conn: nc, srv: s, client: ip.String()}
+	if s.perIP[ip] >= s.opts.Listen.MaxConnectionsPerIP {
+		return nil, wrapErr(errTooManyConnsIP, ip.String())
+	}
+	c := newConn(nc, s, ip)
 	s.conns[c] = struct{}{}
+	s.perIP[ip]++
 	return c, nil
 }
 
@@ -76,6 +82,9 @@ func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
+	}
 	if len(s.conns) == 0 && s.drained != nil && !s.drainedClosed {
 		close(s.drained)
 		s.drainedClosed = true
@@ -114,24 +123,49 @@ func remoteIP(c net.Conn) (netip.Addr, bool) {
 	return ip, ip.IsValid()
 }
 
-// conn is an admitted connection. Below go-smtp it is the line-ending guard
-// and the place that ends a session with a reply of our own; Close counts it
-// out. Read and Write are called only by go-smtp's goroutine for this
-// connection; busy, ended and mute are also touched by sessions and Shutdown.
+// conn is an admitted connection: below go-smtp it is the guard that sees
+// every byte in both directions (guard.go), does inbound STARTTLS
+// (starttls.go), and ends a session with a reply of its own; Close counts it
+// out. Read, Write and SetReadDeadline are called only by go-smtp's
+// goroutine for this connection, and so are the plain fields; the atomics
+// are also touched by sessions (a BDAT's Data runs in a goroutine of its
+// own) and by Shutdown.
 type conn struct {
-	net.Conn
-	srv    *Server
-	client string // IP address, for logs, the spool and the Received header
+	net.Conn // the client's socket
+	srv      *Server
+	ip       netip.Addr
+	client   string    // ip as text, for logs, the spool and the Received header
+	deadline time.Time // the end of the session (listen.session_timeout)
+	sess     *session  // set at EHLO
 
-	busy      atomic.Bool                 // a transaction is open: a drain lets it finish
-	ended     atomic.Pointer[closedError] // set once: every later Read fails with it
-	lastReply atomic.Bool                 // mute writes after the next complete line
-	mute      atomic.Bool                 // drop writes: go-smtp's reply would follow ours
-	shut      atomic.Bool                 // Close has run
+	tc      *tls.Conn // after STARTTLS: reads and writes go through it
+	in      []byte    // checked bytes from the client, not yet handed up
+	inBuf   []byte    // in's storage, reused once in is empty
+	scratch []byte    // for socket reads
+	prevCR  bool      // the last byte read was a CR, held back until the next one
+	wantCmd bool      // go-smtp is about to read a command line
+	sasl    bool      // the last reply was 334: the next line answers AUTH
+	chunk   int64     // bytes of a BDAT chunk go-smtp has still to read
+	verb    string    // verb of the last command line handed up
+	cmds    int       // command lines handed up
+	errs    int       // command lines the guard refused
+	tlsNext bool      // STARTTLS was answered 220: handshake at the next Read
+	readDL  time.Time // the read deadline go-smtp asked for last
+
+	busy      atomic.Bool                         // a transaction is open: a drain lets it finish
+	authed    atomic.Bool                         // the client has logged in (AUTH)
+	needHelo  atomic.Bool                         // after STARTTLS, until the next EHLO
+	tlsState  atomic.Pointer[tls.ConnectionState] // set by STARTTLS
+	ended     atomic.Pointer[closedError]         // set once: every later Read fails with it
+	lastReply atomic.Bool                         // mute writes after the next complete line
+	mute      atomic.Bool                         // drop writes: go-smtp's reply would follow ours
+	shut      atomic.Bool                         // Close has run
 	closeOnce sync.Once
+}
 
-	prevCR bool // the last byte handed up was CR
-	trip   bool // a bare CR follows the bytes handed up: end at the next Read
+func newConn(nc net.Conn, s *Server, ip netip.Addr) *conn {
+	return &conn{Conn: nc, srv: s, ip: ip, client: ip.String(),
+		deadline: time.Now().Add(s.opts.Listen.SessionTimeout), scratch: make([]byte, 32<<10), inBuf: make([]byte, 0, 64<<10)}
 }
 
 // closedError is what Read returns once the session is over. It matches
@@ -142,66 +176,30 @@ type closedError struct{ cause error }
 func (e *closedError) Error() string   { return "session ended: " + e.cause.Error() }
 func (e *closedError) Unwrap() []error { return []error{e.cause, net.ErrClosed} }
 
-// Read hands go-smtp the client's bytes, up to the first bare CR.
-//
-// Guard (security.md G1, G2, G3): go-smtp's DATA reader drops a CR after a
-// leading dot and misses end-of-data after CR CR LF, so a bare CR can change
-// content or hide the terminator before Session.Data can see it. No byte
-// after a bare CR ever reaches go-smtp: the guard answers 550 5.6.0 and ends
-// the session, in commands, DATA and BDAT alike. A bare LF does no such harm
-// to go-smtp's parser; Session.Data rejects it and the session stays in sync.
-//
-// Guard (G10): a read timeout is answered here with 421 4.4.2
-// and ends the session, in every state. go-smtp would answer a timeout inside
-// DATA or BDAT with 554 and then read the rest of the message as commands.
-//
-// While the server drains, a Read outside a transaction answers 421 4.3.2
-// and ends the session; Shutdown wakes such Reads with a past deadline.
-func (c *conn) Read(p []byte) (int, error) {
-	if e := c.ended.Load(); e != nil {
-		return 0, e
+// SetReadDeadline is called by go-smtp right before it reads a command line
+// (and only then: conn.go readLine), so it tells the guard that the next
+// Read is for a command, or for the answer to an AUTH challenge. The
+// deadline never goes past the end of the session: a session that lasts
+// session_timeout is answered 421 4.4.2 at its next read.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.wantCmd = true
+	c.chunk = 0 // a refused BDAT has no chunk to read
+	if t.IsZero() || t.After(c.deadline) {
+		t = c.deadline
 	}
-	if c.trip {
-		return 0, c.end(errBareCR)
-	}
-	if c.idleWhileDraining() {
-		return 0, c.end(errShuttingDown)
-	}
-	n, err := c.Conn.Read(p)
-	good, bare := c.scan(p[:n])
-	if bare {
-		c.trip = true
-		if good == 0 {
-			return 0, c.end(errBareCR)
-		}
-		return good, nil
-	}
-	if n > 0 && isReadTimeout(err) {
-		return n, nil // the deadline has passed: the next Read reports it
-	}
-	if isReadTimeout(err) {
-		if c.idleWhileDraining() {
-			return 0, c.end(errShuttingDown)
-		}
-		return 0, c.end(err)
-	}
-	return n, err
+	c.readDL = t
+	return c.Conn.SetReadDeadline(t)
 }
 
-// scan returns how many bytes of b come before a bare CR, and whether one
-// was found. A CR at the end of b is handed up; the next byte decides.
-func (c *conn) scan(b []byte) (good int, bare bool) {
-	for i, ch := range b {
-		if c.prevCR && ch != '\n' {
-			if i == 0 {
-				return 0, true // the CR went up with the last Read
-			}
-			return i - 1, true
-		}
-		c.prevCR = ch == '\r'
+// out is where writes go: the TLS session after STARTTLS, else the socket.
+func (c *conn) out() net.Conn {
+	if c.tc != nil {
+		return c.tc
 	}
-	return len(b), false
+	return c.Conn
 }
+
+func (c *conn) isTLS() bool { return c.tlsState.Load() != nil }
 
 func (c *conn) idleWhileDraining() bool {
 	return c.srv.draining.Load() && !c.busy.Load()
@@ -219,7 +217,17 @@ func (c *conn) end(cause error) error {
 	r := reply(cause)
 	c.srv.logRejected(r, cause, c.client)
 	c.Conn.SetWriteDeadline(time.Now().Add(replyTimeout))
-	c.Conn.Write(c.srv.replyLine(r))
+	c.out().Write(c.srv.replyLine(r))
+	return e
+}
+
+// endSilently ends the session without a reply (none can be sent).
+func (c *conn) endSilently(cause error) error {
+	e := &closedError{cause: cause}
+	if !c.ended.CompareAndSwap(nil, e) {
+		return c.ended.Load()
+	}
+	c.mute.Store(true)
 	return e
 }
 
@@ -230,16 +238,20 @@ func (c *conn) endAfterReply(cause error) {
 	c.ended.CompareAndSwap(nil, &closedError{cause: cause})
 }
 
-// Write passes go-smtp's replies on, unless the session has ended.
-func (c *conn) Write(p []byte) (int, error) {
-	if c.mute.Load() {
-		return 0, net.ErrClosed
+// refuseLine answers a command line the guard drops, and ends the session
+// once the client has had more than errThreshold of them.
+func (c *conn) refuseLine(cause error) error {
+	c.errs++
+	if c.errs > errThreshold {
+		return c.end(wrapErr(errTooManyErrors, cause.Error()))
 	}
-	n, err := c.Conn.Write(p)
-	if c.lastReply.Load() && bytes.HasSuffix(p[:n], []byte("\n")) {
-		c.mute.Store(true)
+	r := reply(cause)
+	c.srv.logRejected(r, cause, c.client)
+	c.Conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+	if _, err := c.out().Write(c.srv.replyLine(r)); err != nil {
+		return c.endSilently(err)
 	}
-	return n, err
+	return nil
 }
 
 // Close closes the connection once and counts it out. The count drops
@@ -258,11 +270,60 @@ func (c *conn) Close() error {
 // closed reports whether the session is over: ended, or Close has run.
 //
 // Guard (G4): go-smtp's "too many errors" closes the socket but goes on
-// executing the commands it has buffered. With a ReadTimeout set (New
-// insists), its readLine already stops at SetReadDeadline on the closed
-// socket; sessions also refuse to start or act on a closed connection.
+// executing the commands it has buffered. The guard hands go-smtp one line
+// per Read, so it never has a command buffered; sessions also refuse to
+// start or act on a closed connection.
 func (c *conn) closed() bool {
 	return c.ended.Load() != nil || c.shut.Load()
+}
+
+// go-smtp v0.25.1's replies that the guard replaces (Write).
+var (
+	goSMTPNoTLS         = []byte("502 5.5.1 TLS not supported\r\n")
+	goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
+	goSMTPPipelining    = []byte("250-PIPELINING\r\n")
+)
+
+// Write passes go-smtp's replies on, unless the session has ended. go-smtp
+// writes each reply line with one Write. Three are changed on the way:
+//
+//   - the EHLO line PIPELINING gets STARTTLS beside it when inbound TLS is
+//     offered and not in use (go-smtp has no TLSConfig: starttls.go);
+//   - "502 TLS not supported", go-smtp's answer to STARTTLS, becomes 220 and
+//     the handshake follows at the next Read;
+//   - Guard (G4): "500 Too many errors" becomes our 421 4.7.0, the last
+//     reply of the session.
+func (c *conn) Write(p []byte) (int, error) {
+	if c.mute.Load() {
+		return 0, net.ErrClosed
+	}
+	switch {
+	case bytes.Equal(p, goSMTPPipelining) && c.offerTLS():
+		if _, err := c.out().Write([]byte("250-STARTTLS\r\n")); err != nil {
+			return 0, err
+		}
+	case bytes.Equal(p, goSMTPNoTLS) && c.verb == "STARTTLS" && c.offerTLS():
+		if _, err := c.out().Write([]byte("220 2.0.0 Ready to start TLS\r\n")); err != nil {
+			return 0, err
+		}
+		c.tlsNext = true
+		return len(p), nil
+	case bytes.HasPrefix(p, goSMTPTooManyErrors):
+		c.end(errTooManyErrors)
+		return len(p), nil
+	}
+	c.sasl = bytes.HasPrefix(p, []byte("334 "))
+	n, err := c.out().Write(p)
+	if c.lastReply.Load() && bytes.HasSuffix(p[:n], []byte("\n")) {
+		c.mute.Store(true)
+	}
+	return n, err
+}
+
+// offerTLS reports whether STARTTLS is offered now: configured, not in use
+// yet, and not after AUTH (RFC 3207 4.2 would have the login forgotten).
+func (c *conn) offerTLS() bool {
+	return c.srv.tlsConfig != nil && c.tc == nil && !c.authed.Load()
 }
 
 var _ net.Conn = (*conn)(nil)

@@ -108,6 +108,11 @@ func testOptions() Options {
 			ReadTimeout:     testWait,
 			WriteTimeout:    testWait,
 			AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+
+			MaxConnectionsPerIP: 10,
+			SessionTimeout:      time.Minute,
+			MaxLineBytes:        2000,
+			LineEndings:         policy.LineEndingsReject,
 		},
 		Routable: func(from, rcpt string) bool { return !strings.HasSuffix(rcpt, "@nowhere.test") },
 		Now:      func() time.Time { return testNow },

@@ -7,27 +7,38 @@
 //     returned, that is after the message is durably on disk. Any other
 //     outcome queues nothing.
 //   - The spooled message is the client's DATA, dot-unstuffed, CRLF only,
-//     with our Received: header in front. A bare CR or a bare LF anywhere in
-//     it is refused with 550 5.6.0; nothing is rewritten. After a bare LF
-//     the session goes on; a bare CR, in any command or data, also ends it
-//     (go-smtp's DATA reader mishandles CR, G1/G2). Read timeouts end the
-//     session with 421 4.4.2.
+//     with our Received: header in front. A bare CR anywhere (command, DATA,
+//     BDAT) is refused with 550 5.6.0 and ends the session (go-smtp's DATA
+//     reader mishandles CR, G1/G2). A bare LF in a message is refused with
+//     550 5.6.0 and the session goes on; with listen.line_endings fix it
+//     becomes CRLF instead (DATA only: a BDAT chunk's byte count must hold,
+//     so a bare LF there is refused in both modes). End of data is CRLF . CRLF
+//     only. Read timeouts end the session with 421 4.4.2.
 //   - Spool and disk trouble is always 4xx (452 4.3.1 when the spool is over
 //     budget, else 451 4.3.0), never 5xx: a legacy app drops mail on a 5xx.
 //   - Every reply the relay picks comes from one table (reply.go). Reply
 //     texts are generic; details go to the log, keyed by the events
-//     "accepted" and "rejected". Message bodies are never logged.
+//     "accepted" and "rejected". Message bodies, AUTH lines and passwords
+//     are never logged.
 //   - Access rules and limits are applied before go-smtp sees a connection:
 //     clients outside listen.allowed_networks get 554 5.7.1, clients past
-//     listen.max_connections 421 4.7.0, and clients during Shutdown 421 4.3.2,
-//     each as the greeting, and are closed.
+//     listen.max_connections or max_connections_per_ip 421 4.7.0, and
+//     clients during Shutdown 421 4.3.2, each as the greeting, and are closed.
+//   - Addresses pass a strict grammar (address.go) and the allow-lists
+//     (listen.allowed_senders, allowed_recipients): 501 for bad syntax, 550
+//     5.7.1 for a refused address. With listen.users, MAIL needs AUTH first
+//     (530 5.7.0); plaintext AUTH is taken only from loopback clients, others
+//     use STARTTLS (listen.tls) first (538 5.7.11).
 //
-// go-smtp v0.25.1 has defects a Session cannot fix (docs: security.md,
-// table G). Each workaround here is marked "Guard (Gn)" where it is made.
+// go-smtp v0.25.1 has defects a Session cannot fix (security.md, table G):
+// the connection guard below go-smtp (guard.go, conn.go, starttls.go) works
+// around them; docs/security.md maps each to its guard and test. Each
+// workaround is marked "Guard (Gn)" where it is made.
 package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,8 +58,10 @@ import (
 // connections, for their sessions to return (from Spool.Enqueue, say).
 const forceGrace = 2 * time.Second
 
-// maxLineLength is RFC 5321's 1000-octet line limit, doubled as go-smtp does.
-const maxLineLength = 2000
+// maxCommands caps the commands of one session (421 4.7.0 past it), so that
+// a client cannot keep a slot with an endless stream of NOOP or RSET; the
+// session lifetime (listen.session_timeout) bounds it in time as well.
+const maxCommands = 20000
 
 // Spool is where accepted mail goes; *queue.Queue implements it. Enqueue
 // returns only once the message is durably on disk. An error with a method
@@ -69,6 +82,11 @@ type Options struct {
 	Spool    Spool
 	Log      *slog.Logger     // nil = discard
 	Now      func() time.Time // for the Received header; nil = time.Now
+
+	// Seams for tests: the wait after a failed login (nil = time.Sleep) and
+	// the commands per session (0 = maxCommands).
+	sleep       func(time.Duration)
+	maxCommands int
 }
 
 // Server is the inbound SMTP server. Create it with New.
@@ -81,11 +99,17 @@ type Server struct {
 	ctx         context.Context // for Enqueue; cancelled when Shutdown gives up
 	cancel      context.CancelFunc
 	draining    atomic.Bool
+	tlsConfig   *tls.Config // inbound STARTTLS; nil = not offered
+	users       *userTable  // inbound AUTH; nil = not offered
+	logins      *loginLimiter
+	maxCommands int
+	sleep       func(time.Duration) // the delay after a failed login; a seam for tests
 
 	mu            sync.Mutex
 	ln            *listener
 	conns         map[*conn]struct{}
-	drained       chan struct{} // made by Shutdown; closed when conns is empty
+	perIP         map[netip.Addr]int // open connections by client address
+	drained       chan struct{}      // made by Shutdown; closed when conns is empty
 	drainedClosed bool
 }
 
@@ -94,7 +118,19 @@ func New(o Options) (*Server, error) {
 	if err := check(o); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, log: o.Log, now: o.Now, conns: map[*conn]struct{}{}}
+	s := &Server{opts: o, log: o.Log, now: o.Now, conns: map[*conn]struct{}{}, perIP: map[netip.Addr]int{},
+		maxCommands: maxCommands, logins: newLoginLimiter(), sleep: time.Sleep}
+	if o.sleep != nil {
+		s.sleep = o.sleep
+	}
+	if o.maxCommands > 0 {
+		s.maxCommands = o.maxCommands
+	}
+	var err error
+	if s.users, err = newUserTable(o.Listen.Users); err != nil {
+		return nil, err
+	}
+	s.tlsConfig = serverTLSConfig(o.Listen.TLS)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -109,18 +145,22 @@ func New(o Options) (*Server, error) {
 
 	// Guard (G9): go-smtp leaves every limit at "unlimited" and an empty
 	// Addr at all interfaces; set each one. Guard (G14): Debug stays nil, it
-	// would log AUTH and bodies. AUTH is neither advertised nor accepted:
-	// sessions do not implement smtp.AuthSession and AllowInsecureAuth is off.
+	// would log AUTH and bodies. AUTH: AllowInsecureAuth lets every AUTH
+	// reach the session, which decides (auth.go): advertised and accepted only
+	// with listen.users, and in plaintext only from a loopback client.
+	// TLSConfig stays nil: inbound STARTTLS is done below go-smtp, by the
+	// connection guard (starttls.go), so that the guard sees plaintext.
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Network = "tcp"
 	srv.Addr = o.Listen.Addr
 	srv.Domain = o.Listen.Hostname
 	srv.MaxMessageBytes = o.Listen.MaxMessageBytes
 	srv.MaxRecipients = o.Listen.MaxRecipients
-	srv.MaxLineLength = maxLineLength
+	srv.MaxLineLength = o.Listen.MaxLineBytes
 	srv.ReadTimeout = o.Listen.ReadTimeout
 	srv.WriteTimeout = o.Listen.WriteTimeout
-	srv.AllowInsecureAuth = false
+	srv.AllowInsecureAuth = true
+	srv.TLSConfig = nil
 	srv.Debug = nil
 	srv.ErrorLog = errorLog{s.log}
 	s.smtp = srv
@@ -139,8 +179,15 @@ func check(o Options) error {
 		return fmt.Errorf("relay: listen.max_message_bytes must be positive, got %d", l.MaxMessageBytes)
 	case l.MaxRecipients <= 0:
 		return fmt.Errorf("relay: listen.max_recipients must be positive, got %d", l.MaxRecipients)
-	case l.MaxConnections <= 0:
-		return fmt.Errorf("relay: listen.max_connections must be positive, got %d", l.MaxConnections)
+	case l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0:
+		return fmt.Errorf("relay: listen.max_connections and max_connections_per_ip must be positive, got %d and %d",
+			l.MaxConnections, l.MaxConnectionsPerIP)
+	case l.SessionTimeout <= 0:
+		return fmt.Errorf("relay: listen.session_timeout must be positive, got %s", l.SessionTimeout)
+	case l.MaxLineBytes < minCommandLine:
+		return fmt.Errorf("relay: listen.max_line_bytes must be at least %d, got %d", minCommandLine, l.MaxLineBytes)
+	case l.LineEndings != policy.LineEndingsReject && l.LineEndings != policy.LineEndingsFix:
+		return fmt.Errorf("relay: listen.line_endings must be %q or %q, got %q", policy.LineEndingsReject, policy.LineEndingsFix, l.LineEndings)
 	case l.ReadTimeout <= 0 || l.WriteTimeout <= 0:
 		return fmt.Errorf("relay: listen.read_timeout and write_timeout must be positive, got %s and %s",
 			l.ReadTimeout, l.WriteTimeout)

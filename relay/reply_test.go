@@ -75,25 +75,29 @@ func TestReplyNeverFivexxForSpool(t *testing.T) {
 	}
 }
 
-func TestCheckAddress(t *testing.T) {
+func TestParseAddress(t *testing.T) {
 	for _, tc := range []struct {
-		addr   string
-		nullOK bool
-		ok     bool
+		in, want string // want "" = refused
 	}{
-		{"a@example.com", false, true},
-		{"postmaster", false, true},
-		{"", true, true},
-		{"", false, false},
-		{"a\r\nb@example.com", false, false},
-		{"a\x00b@example.com", false, false},
-		{"a\x7fb@example.com", false, false},
-		{"a b@example.com", false, false},
-		{"victim@evil.test> ORCPT=rfc822;x@allowed.test", false, false},
-		{string(make([]byte, 255)), false, false},
+		{"a@example.com", "a@example.com"},
+		{"A.b+c@EXAMPLE.com", "A.b+c@example.com"},
+		{"a b@example.com", ""},
+		{"a..b@example.com", `"a..b"@example.com`},
+		{"postmaster", ""},
+		{"a\r\nb@example.com", ""},
+		{"a\x00b@example.com", ""},
+		{"a\x7fb@example.com", ""},
+		{"victim@evil.test> ORCPT=rfc822;x@allowed.test", ""},
+		{"a@exa<mple\"com", ""},
+		{"a@example.com.", ""},
+		{"a@[127.0.0.1]", "a@[127.0.0.1]"},
+		{"a@[IPv6:::1]", "a@[IPv6:::1]"},
+		{"a@[300.0.0.1]", ""},
+		{string(make([]byte, 255)), ""},
 	} {
-		if err := checkAddress(tc.addr, tc.nullOK); (err == nil) != tc.ok {
-			t.Errorf("checkAddress(%q, %v) = %v, want ok=%v", tc.addr, tc.nullOK, err, tc.ok)
+		a, err := parseAddress(tc.in)
+		if got := a.String(); (err == nil) != (tc.want != "") || err == nil && got != tc.want {
+			t.Errorf("parseAddress(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
 }
@@ -105,6 +109,10 @@ func TestNewRefusesOpenLimits(t *testing.T) {
 		"no size limit":   func(o *Options) { o.Listen.MaxMessageBytes = 0 },
 		"no rcpt limit":   func(o *Options) { o.Listen.MaxRecipients = 0 },
 		"no conn limit":   func(o *Options) { o.Listen.MaxConnections = 0 },
+		"no per-IP limit": func(o *Options) { o.Listen.MaxConnectionsPerIP = 0 },
+		"no lifetime":     func(o *Options) { o.Listen.SessionTimeout = 0 },
+		"short lines":     func(o *Options) { o.Listen.MaxLineBytes = 100 },
+		"line endings":    func(o *Options) { o.Listen.LineEndings = "lf" },
 		"no read timeout": func(o *Options) { o.Listen.ReadTimeout = 0 },
 		"no spool":        func(o *Options) { o.Spool = nil },
 	} {

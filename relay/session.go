@@ -4,16 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
-)
 
-// maxAddressBytes caps an address (RFC 5321 4.5.3.1.3 allows a 256-octet
-// path, brackets included, and RFC 3696 errata 254 octets for the mailbox).
-const maxAddressBytes = 254
+	"github.com/tlsrelay/tlsrelay/policy"
+)
 
 // maxHeloBytes caps the client's HELO name in our Received header.
 const maxHeloBytes = 255
@@ -25,6 +24,8 @@ type session struct {
 	srv  *Server
 	conn *conn
 	smtp *smtp.Conn
+
+	authFailures int // failed logins on this connection (auth.go)
 
 	mu     sync.Mutex
 	mailed bool // a transaction is open
@@ -42,7 +43,9 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if gc.closed() {
 		return nil, reply(errSessionOver)
 	}
-	return &session{srv: s, conn: gc, smtp: c}, nil
+	sess := &session{srv: s, conn: gc, smtp: c}
+	gc.sess = sess
+	return sess, nil
 }
 
 // Mail opens a transaction.
@@ -58,16 +61,22 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *session) mail(from string) error {
-	if s.conn.closed() {
+	switch {
+	case s.conn.closed():
 		return errSessionOver
+	case s.conn.needHelo.Load():
+		return errNeedHelo
+	case s.srv.users != nil && !s.conn.authed.Load():
+		return errAuthRequired
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mailed {
 		return errNestedMail
 	}
-	if err := checkAddress(from, true); err != nil {
-		return wrapErr(errBadSender, err.Error())
+	from, err := s.checkSender(from)
+	if err != nil {
+		return err
 	}
 	// busy before draining is read, as Shutdown stores draining before it
 	// reads busy: one of the two sees the other.
@@ -85,8 +94,8 @@ func (s *session) mail(from string) error {
 // and enforces MaxRecipients too (452 4.5.3); both are checked again here.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	from, err := s.rcpt(to)
-	if errors.Is(err, errNoRoute) {
-		return s.reject(err, "from", from, "rcpt", to)
+	if errors.Is(err, errNoRoute) || errors.Is(err, errRcptDenied) {
+		return s.reject(err, "from", from, "rcpt", to) // to passed the grammar: no CR, LF or control bytes
 	}
 	if err != nil {
 		return s.reject(err)
@@ -100,30 +109,78 @@ func (s *session) rcpt(to string) (from string, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case !s.mailed:
+	if !s.mailed {
 		return "", errNoMail
+	}
+	to, err = s.checkRecipient(to)
+	switch {
+	case err != nil:
+		return s.from, err
+	case slices.Contains(s.rcpts, to):
+		return s.from, nil // the same recipient once more: it gets the message once
 	case len(s.rcpts) >= s.srv.opts.Listen.MaxRecipients:
 		return s.from, errTooManyRcpts
-	}
-	if err := checkAddress(to, false); err != nil {
-		return s.from, wrapErr(errBadRecipient, err.Error())
-	}
-	if r := s.srv.opts.Routable; r != nil && !r(s.from, to) {
-		return s.from, errNoRoute
 	}
 	s.rcpts = append(s.rcpts, to)
 	return s.from, nil
 }
 
+// checkSender checks MAIL FROM's address (strict grammar, G6) and
+// listen.allowed_senders, and returns it as it is spooled ("" for <>).
+func (s *session) checkSender(from string) (string, error) {
+	if from == "" {
+		if !allowedBy(s.srv.opts.Listen.AllowedSenders, "") {
+			return "", wrapErr(errSenderDenied, "null sender")
+		}
+		return "", nil
+	}
+	a, err := parseAddress(from)
+	switch {
+	case errors.Is(err, errNonASCII):
+		return "", err
+	case err != nil:
+		return "", wrapErr(errBadSender, err.Error())
+	case a.ambiguous():
+		return "", wrapErr(errSenderDenied, "local part with %, ! or @")
+	case !allowedBy(s.srv.opts.Listen.AllowedSenders, a.String()):
+		return "", wrapErr(errSenderDenied, "not in listen.allowed_senders")
+	}
+	return a.String(), nil
+}
+
+// checkRecipient checks RCPT TO's address (strict grammar, G6),
+// listen.allowed_recipients and the routes, and returns it as it is spooled.
+// The allow-list sees the same string that is spooled and sent upstream.
+func (s *session) checkRecipient(to string) (string, error) {
+	a, err := parseAddress(to)
+	switch {
+	case errors.Is(err, errNonASCII):
+		return "", err
+	case err != nil:
+		return "", wrapErr(errBadRecipient, err.Error())
+	case a.ambiguous():
+		return "", wrapErr(errRcptDenied, "local part with %, ! or @")
+	case a.literal():
+		return "", wrapErr(errRcptDenied, "address literal")
+	case !allowedBy(s.srv.opts.Listen.AllowedRecipients, a.String()):
+		return "", wrapErr(errRcptDenied, "not in listen.allowed_recipients")
+	}
+	if r := s.srv.opts.Routable; r != nil && !r(s.from, a.String()) {
+		return "", errNoRoute
+	}
+	return a.String(), nil
+}
+
 // Data spools the message: our Received header, then the body through the
-// line-ending check, into Spool.Enqueue.
+// bodyReader's checks (line endings, header size, Received count), into
+// Spool.Enqueue.
 //
 // go-smtp hands Data the body dot-unstuffed with its CRLFs intact (its
 // reader keeps CRLF, unlike net/textproto's), ending with the CRLF before
 // the terminator. After Data returns early it reads the rest of the DATA
 // itself, so an early reject leaves the session in sync. BDAT chunks come
-// raw, through a pipe, and are checked the same way.
+// raw, through a pipe, and are checked the same way, except that a bare LF
+// in them is never rewritten.
 func (s *session) Data(r io.Reader) error {
 	if s.conn.closed() {
 		return s.reject(errSessionOver)
@@ -139,7 +196,10 @@ func (s *session) Data(r io.Reader) error {
 	}
 
 	hdr := s.received(helo)
-	body := &lineReader{r: r}
+	// BDAT chunks come through an io.Pipe, DATA through go-smtp's dot
+	// reader. A BDAT chunk's bare LF is refused even with line_endings fix.
+	_, bdat := r.(*io.PipeReader)
+	body := newBodyReader(r, s.srv.opts.Listen.LineEndings == policy.LineEndingsFix && !bdat)
 	id, err := s.srv.opts.Spool.Enqueue(s.srv.ctx, s.conn.client, from, rcpts, io.MultiReader(strings.NewReader(hdr), body))
 	switch {
 	case body.err != nil && err == nil:
@@ -221,69 +281,4 @@ func cleanHelo(h string) string {
 		return "unknown"
 	}
 	return string(b)
-}
-
-// checkAddress is a minimal check of an address go-smtp has parsed. A
-// stricter grammar comes later (G6). It refuses what could break a header,
-// a log line or the upstream command line: control characters, space and
-// angle brackets (go-smtp unquotes quoted local parts, so these can appear).
-func checkAddress(a string, nullOK bool) error {
-	switch {
-	case a == "" && nullOK:
-		return nil
-	case a == "":
-		return errors.New("empty")
-	case len(a) > maxAddressBytes:
-		return fmt.Errorf("longer than %d bytes", maxAddressBytes)
-	}
-	for i := 0; i < len(a); i++ {
-		switch c := a[i]; {
-		case c < 0x20 || c == 0x7f:
-			return fmt.Errorf("control character 0x%02x", c)
-		case c == ' ' || c == '<' || c == '>':
-			return fmt.Errorf("character %q", c)
-		}
-	}
-	return nil
-}
-
-// lineReader passes the body through and fails on a bare CR or a bare LF.
-// It keeps the first error it returned other than io.EOF, whether it came
-// from the check or from the reader below.
-type lineReader struct {
-	r      io.Reader
-	prevCR bool
-	n      int64 // bytes returned
-	err    error
-	eof    bool
-}
-
-func (l *lineReader) Read(p []byte) (int, error) {
-	if l.err != nil {
-		return 0, l.err
-	}
-	n, err := l.r.Read(p)
-	for _, c := range p[:n] {
-		switch {
-		case c == '\n' && !l.prevCR:
-			l.err = errBareLF
-		case l.prevCR && c != '\n':
-			l.err = errBareCR
-		}
-		if l.err != nil {
-			return 0, l.err
-		}
-		l.prevCR = c == '\r'
-	}
-	l.n += int64(n)
-	switch {
-	case err == io.EOF && l.prevCR:
-		l.err = errBareCR
-		return 0, l.err
-	case err == io.EOF:
-		l.eof = true
-	case err != nil:
-		l.err = err
-	}
-	return n, err
 }
