@@ -31,6 +31,7 @@ Usage:
   tlsrelay check   -config relay.yaml          validate the config and print it (secrets redacted)
   tlsrelay probe   [-config relay.yaml] [-auth] [-json] PROVIDER | HOST:PORT   connect as the policy says; on failure, name the fix
   tlsrelay send    [-server ADDR] [-from A] -to A   send a test message to a relay
+  tlsrelay bench   [-server ADDR] [-n 2000] [-c 20] [-size 4k]   load a relay; msg/s and end-of-DATA->250 latency
   tlsrelay queue   list|show|retry|delete|dead|requeue|flush   inspect and act on the spool
   tlsrelay health  [-config relay.yaml | -dir SPOOL]   exit 0 if the running relay is ready (HEALTHCHECK)
   tlsrelay version
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdProbe(ctx, args, stdout, stderr)
 	case "send":
 		return cmdSend(ctx, args, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args, stdout, stderr)
 	case "queue":
 		return cmdQueue(ctx, args, stdout, stderr)
 	case "health":

@@ -71,7 +71,7 @@ type Queue struct {
 	wake    chan struct{} // tells the scheduler to look again
 	closed  bool
 	provSem map[string]chan struct{}
-	qsync   *dirSyncer        // fsyncs of q/ for Enqueue, shared (group commit)
+	qsync   *dirSyncer        // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
 	pacers  map[string]*pacer // nil entries: no rate limit
 }
 

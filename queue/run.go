@@ -23,6 +23,17 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer timer.Stop()
 	running := 0
 	for ctx.Err() == nil {
+		if running >= q.opts.Workers {
+			// No worker is free: nothing can start, so do not scan the
+			// queue on every new message (q.wake) but wait for a worker.
+			// The dispatch after it sees every change made meanwhile.
+			select {
+			case <-ctx.Done():
+			case <-done:
+				running--
+			}
+			continue
+		}
 		started, wait := q.dispatch(dctx, q.opts.Workers-running, done)
 		running += started
 		timer.Reset(wait)
@@ -67,8 +78,18 @@ func (q *Queue) dispatch(ctx context.Context, free int, done chan<- struct{}) (i
 			wait = d
 		}
 	}
-	slices.SortFunc(due, func(a, b *entry) int { return strings.Compare(a.item.ID, b.item.ID) })
-	due, wait = q.fairLocked(due, free, now, wait)
+	// Oldest first. fairLocked stops once it has picked free items, so
+	// the few oldest usually decide it: sort only those (a backlog of
+	// thousands was sorted whole on every dispatch), and all of them only
+	// if fairLocked skipped so many that it reached the end of the few.
+	byID := func(a, b *entry) int { return strings.Compare(a.item.ID, b.item.ID) }
+	few := oldestEntries(due, 4*free+8, byID)
+	picked, fwait := q.fairLocked(few, free, now, wait)
+	if len(picked) < free && len(few) < len(due) {
+		slices.SortFunc(due, byID)
+		picked, fwait = q.fairLocked(due, free, now, wait)
+	}
+	due, wait = picked, fwait
 	for _, e := range due {
 		e.busy = true
 		go q.work(ctx, e, done)
@@ -232,4 +253,23 @@ func dueGroups(it *Item, now time.Time) []group {
 		gs[k].idx = append(gs[k].idx, i)
 	}
 	return gs
+}
+
+// oldestEntries returns, in a new slice sorted by cmp, the m smallest of
+// es (all of them if there are no more than m). es is not changed.
+func oldestEntries(es []*entry, m int, cmp func(a, b *entry) int) []*entry {
+	out := make([]*entry, 0, min(m, len(es)))
+	for _, e := range es {
+		if len(out) == m && cmp(e, out[m-1]) >= 0 {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(out, e, cmp)
+		if len(out) < m {
+			out = slices.Insert(out, i, e)
+			continue
+		}
+		copy(out[i+1:], out[i:m-1]) // drop the largest
+		out[i] = e
+	}
+	return out
 }

@@ -1,0 +1,76 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"testing"
+)
+
+// nopDeliverer accepts nothing; the benchmarks never run the workers.
+type nopDeliverer struct{}
+
+func (nopDeliverer) Deliver(context.Context, string, *Message, []string) []Result { return nil }
+
+// benchBody is a 4 KiB message with CRLF lines, as the relay spools it.
+func benchBody(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: app@example.com\r\nTo: b@example.net\r\nSubject: bench\r\n\r\n")
+	line := bytes.Repeat([]byte("x"), 76)
+	for b.Len()+len(line)+2 <= size {
+		b.Write(line)
+		b.WriteString("\r\n")
+	}
+	for b.Len() < size-2 {
+		b.WriteByte('y')
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// openBenchQueue opens a queue in a temporary directory on the disk the
+// tests run on (not tmpfs, if TMPDIR is not): Enqueue really fsyncs.
+func openBenchQueue(b *testing.B) *Queue {
+	b.Helper()
+	q, err := Open(Options{
+		Dir:   b.TempDir(),
+		Route: func(string, string) []string { return []string{"p"} },
+	}, nopDeliverer{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close() })
+	return q
+}
+
+// BenchmarkEnqueue measures one durable enqueue of a 4 KiB message: body
+// and envelope written and fsynced, renamed, the directory fsynced. In
+// parallel, concurrent enqueues share directory fsyncs (group commit).
+func BenchmarkEnqueue(b *testing.B) {
+	body := benchBody(4 << 10)
+	to := []string{"b@example.net"}
+	ctx := context.Background()
+	b.Run("4KiB/sequential", func(b *testing.B) {
+		q := openBenchQueue(b)
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := q.Enqueue(ctx, "127.0.0.1:1", "a@example.com", to, bytes.NewReader(body)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("4KiB/parallel", func(b *testing.B) {
+		q := openBenchQueue(b)
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		b.SetParallelism(8) // 8 x GOMAXPROCS writers: sessions block on fsync, not CPU
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := q.Enqueue(ctx, "127.0.0.1:1", "a@example.com", to, bytes.NewReader(body)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
