@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/mail"
@@ -19,11 +20,18 @@ func (d *delivery) send() error {
 		if err != nil {
 			return err
 		}
-		d.out = &outgoing{from, body, size}
+		eightBit, _, err := preScan(body)
+		if err != nil {
+			return &Error{Op: "data", Perm: errors.Is(err, errCorruptBody), Err: err}
+		}
+		d.out = &outgoing{from, body, size, eightBit}
 	}
 	from, body := d.out.from, d.out.body
 	opts := &smtp.MailOptions{Size: d.out.size}
 	if err := d.mailOptions(opts, from); err != nil {
+		return err
+	}
+	if err := d.bodyType(opts); err != nil {
 		return err
 	}
 	d.msgs++ // counts against max_messages_per_connection, accepted or not
@@ -50,9 +58,27 @@ func (d *delivery) send() error {
 // new connection (after a reused one failed before MAIL) sends the same,
 // from a body that is still unread.
 type outgoing struct {
-	from string
-	body io.Reader
-	size int64
+	from     string
+	body     io.Reader
+	size     int64
+	eightBit bool // the body has octets >= 0x80 (found by preScan)
+}
+
+// bodyType declares an 8-bit body with BODY=8BITMIME, and refuses to send
+// one to a provider that does not offer 8BITMIME: the relay does not
+// down-convert, and raw 8-bit octets to a 7-bit server are a protocol
+// violation (security.md T10). Permanent: retrying cannot help.
+func (d *delivery) bodyType(opts *smtp.MailOptions) error {
+	if !d.out.eightBit {
+		return nil
+	}
+	if ok, _ := d.sc.Extension("8BITMIME"); !ok {
+		return &Error{Op: "mail", Perm: true, Err: fmt.Errorf(
+			"5.6.3 conversion required but not supported: the message has 8-bit content "+
+				"and provider %s does not offer 8BITMIME", d.name)}
+	}
+	opts.Body = smtp.Body8BitMIME
+	return nil
 }
 
 // mailOptions checks the envelope sender and asks for SMTPUTF8 if any
@@ -101,9 +127,11 @@ func (d *delivery) data(body io.Reader) (string, error) {
 	if err != nil {
 		return "", replyErr("data", err)
 	}
-	if _, err := io.Copy(w, body); err != nil {
-		// No final dot is sent: the server cannot take a truncated message.
-		return "", &Error{Op: "data", Err: fmt.Errorf("sending the body: %w", err)}
+	if _, err := io.Copy(w, &checkedBody{r: body}); err != nil {
+		// No final dot is sent: the server cannot take a truncated
+		// message, and the session, still in DATA, is never reused.
+		d.broken = true
+		return "", &Error{Op: "data", Perm: errors.Is(err, errCorruptBody), Err: fmt.Errorf("sending the body: %w", err)}
 	}
 	d.conn.timeout = d.c.dataTimeout() // for the final dot and its reply only
 	resp, err := w.CloseWithResponse()
