@@ -192,6 +192,14 @@ func (q *Queue) process(ctx context.Context, it *Item, saved func()) {
 				return
 			}
 			q.attempt(ctx, it, g)
+			if fin, failed := it.done(); fin && !failed {
+				// Every recipient is delivered: the envelope's removal
+				// (retire) is the durable record, so writing it first
+				// would only add two fsyncs and widen the window in which
+				// a crash delivers twice.
+				saved()
+				continue
+			}
 			q.save(it, saved)
 		}
 	}

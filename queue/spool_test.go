@@ -51,6 +51,13 @@ func (f *recFS) Rename(o, n string) error {
 	return f.OSFS.Rename(o, n)
 }
 
+func (f *recFS) Remove(name string) error {
+	if err := f.rec("remove " + rel(name)); err != nil {
+		return err
+	}
+	return f.OSFS.Remove(name)
+}
+
 func (f *recFS) SyncDir(dir string) error {
 	if err := f.rec("syncdir " + filepath.Base(dir)); err != nil {
 		return err
@@ -217,5 +224,28 @@ func TestSecondOpenRefused(t *testing.T) {
 	_, err := Open(o, &fakeDeliverer{})
 	if err == nil || !strings.Contains(err.Error(), "in use by another tlsrelay") {
 		t.Fatalf("second Open = %v, want a clear lock error", err)
+	}
+}
+
+// TestDeliveredItemIsRemovedNotRewritten: once every recipient is
+// delivered, the envelope is removed (then q/ fsynced) without being
+// rewritten first: the removal is the durable record, and skipping the
+// rewrite saves two fsyncs per message.
+func TestDeliveredItemIsRemovedNotRewritten(t *testing.T) {
+	o, _ := testOptions(t, t.TempDir())
+	fs := &recFS{}
+	o.FS = fs
+	q := openQueue(t, o, &fakeDeliverer{})
+	enqueue(t, q, "a@x", "b@x")
+	fs.mu.Lock()
+	fs.ops = nil
+	fs.mu.Unlock()
+	runQueue(t, q)
+	waitEmpty(t, q)
+	fs.mu.Lock()
+	got := strings.Join(fs.ops, "\n")
+	fs.mu.Unlock()
+	if want := "remove q/.json\nremove q/.eml\nsyncdir q"; got != want {
+		t.Fatalf("after delivery:\n%s\nwant:\n%s", got, want)
 	}
 }
