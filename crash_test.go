@@ -222,28 +222,12 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// writeProcessConfig writes a relay.yaml for the child process.
+// writeProcessConfig writes a relay.yaml for the child process, which
+// reads UP_PASSWORD from its environment.
 func writeProcessConfig(t *testing.T, up *smtptest.Server, addr string) string {
 	t.Helper()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, up.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	src := fmt.Sprintf(`listen: {addr: %q, hostname: relay.test}
-queue:
-  dir: %q
-  retry: {initial: 50ms, max: 200ms, factor: 2, jitter: 0}
-providers:
-  up:
-    host: 127.0.0.1
-    port: %d
-    tls: {mode: starttls, server_name: localhost, ca_file: %q}
-    auth: {mechanism: plain, username: user, password_env: UP_PASSWORD}
-default: [up]
-`, addr, filepath.Join(dir, "spool"), up.Port(), ca)
-	path := filepath.Join(dir, "relay.yaml")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(path, []byte(configYAML(t, up, cfgOpts{addr: addr})), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -35,38 +35,80 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// relayConfig builds a config whose single provider "up" is the fake
-// upstream, with its CA in a ca_file, AUTH PLAIN, and a short retry.
-func relayConfig(t *testing.T, up *smtptest.Server, mode, spool string) *policy.Config {
+// cfgOpts vary the test configuration: one provider "up", the fake
+// upstream, with its CA in a ca_file and AUTH PLAIN as user/testPassword.
+type cfgOpts struct {
+	mode     string            // tls.mode of "up"; "" = starttls
+	spool    string            // queue.dir; "" = a new temporary directory
+	addr     string            // listen.addr; "" = 127.0.0.1:0
+	listen   []string          // more listen keys, e.g. "line_endings: fix"
+	provider []string          // more keys of "up", e.g. "rate: 10/s"
+	extra    string            // more top-level YAML
+	env      map[string]string // more environment variables
+}
+
+// configYAML writes the upstream's CA next to a new config and returns
+// the config's YAML.
+func configYAML(t *testing.T, up *smtptest.Server, o cfgOpts) string {
 	t.Helper()
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(ca, up.CACertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	src := fmt.Sprintf(`listen: {addr: "127.0.0.1:0", hostname: relay.test}
-queue:
+	if o.mode == "" {
+		o.mode = "starttls"
+	}
+	if o.spool == "" {
+		o.spool = filepath.Join(dir, "spool")
+	}
+	if o.addr == "" {
+		o.addr = "127.0.0.1:0"
+	}
+	indent := func(lines []string, pre string) string {
+		var b strings.Builder
+		for _, l := range lines {
+			b.WriteString(pre + l + "\n")
+		}
+		return b.String()
+	}
+	return fmt.Sprintf(`listen:
+  addr: %q
+  hostname: relay.test
+%squeue:
   dir: %q
   retry: {initial: 20ms, max: 100ms, factor: 2, jitter: 0}
 providers:
   up:
     host: 127.0.0.1
     port: %d
-    tls: {mode: %s, server_name: localhost, ca_file: %q}
+%s    tls: {mode: %s, server_name: localhost, ca_file: %q}
     auth: {mechanism: plain, username: user, password_env: UP_PASSWORD}
 default: [up]
-`, spool, up.Port(), mode, ca)
+%s`, o.addr, indent(o.listen, "  "), o.spool, up.Port(), indent(o.provider, "    "), o.mode, ca, o.extra)
+}
+
+// testConfig parses configYAML with UP_PASSWORD (and o.env) set.
+func testConfig(t *testing.T, up *smtptest.Server, o cfgOpts) *policy.Config {
+	t.Helper()
 	env := func(k string) (string, bool) {
 		if k == "UP_PASSWORD" {
 			return testPassword, true
 		}
-		return "", false
+		v, ok := o.env[k]
+		return v, ok
 	}
-	cfg, err := policy.Parse("test.yaml", []byte(src), env)
+	cfg, err := policy.Parse("test.yaml", []byte(configYAML(t, up, o)), env)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	return cfg
+}
+
+// relayConfig is testConfig with the upstream's TLS mode and a spool.
+func relayConfig(t *testing.T, up *smtptest.Server, mode, spool string) *policy.Config {
+	t.Helper()
+	return testConfig(t, up, cfgOpts{mode: mode, spool: spool})
 }
 
 // startUpstream starts a fake upstream that requires AUTH as user/testPassword.

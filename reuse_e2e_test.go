@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -14,39 +12,11 @@ import (
 	"github.com/tlsrelay/tlsrelay/policy"
 )
 
-// limitedConfig is relayConfig's single provider "up" (implicit TLS, AUTH
-// PLAIN) with the provider keys in limits added, e.g. "rate: 10/s".
+// limitedConfig is testConfig with an implicit-TLS upstream and the
+// provider keys in limits added, e.g. "rate: 10/s".
 func limitedConfig(t *testing.T, up *smtptest.Server, limits ...string) *policy.Config {
 	t.Helper()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, up.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	src := fmt.Sprintf(`listen: {addr: "127.0.0.1:0", hostname: relay.test}
-queue:
-  dir: %q
-  retry: {initial: 20ms, max: 100ms, factor: 2, jitter: 0}
-providers:
-  up:
-    host: 127.0.0.1
-    port: %d
-    %s
-    tls: {mode: implicit, server_name: localhost, ca_file: %q}
-    auth: {mechanism: plain, username: user, password_env: UP_PASSWORD}
-default: [up]
-`, filepath.Join(dir, "spool"), up.Port(), strings.Join(limits, "\n    "), ca)
-	env := func(k string) (string, bool) {
-		if k == "UP_PASSWORD" {
-			return testPassword, true
-		}
-		return "", false
-	}
-	cfg, err := policy.Parse("limits.yaml", []byte(src), env)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	return cfg
+	return testConfig(t, up, cfgOpts{mode: "implicit", provider: limits})
 }
 
 // waitClosed waits (at most 10s) until the upstream has no open connection.

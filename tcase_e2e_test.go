@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,37 +22,12 @@ import (
 // inPassword is the inbound AUTH password of these tests.
 const inPassword = "in-Pw-3hq7-never-logged"
 
-// securityConfig is relayConfig (STARTTLS upstream with AUTH PLAIN) with
-// listen keys added: listen is YAML inside the listen mapping.
-func securityConfig(t *testing.T, up *smtptest.Server, listen string) *policy.Config {
+// securityConfig is testConfig (STARTTLS upstream with AUTH PLAIN) with
+// listen keys added, e.g. "line_endings: fix", and debug logging.
+func securityConfig(t *testing.T, up *smtptest.Server, listen ...string) *policy.Config {
 	t.Helper()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, up.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	src := fmt.Sprintf(`listen:
-  addr: "127.0.0.1:0"
-  hostname: relay.test
-%s
-queue:
-  dir: %q
-  retry: {initial: 20ms, max: 100ms, factor: 2, jitter: 0}
-providers:
-  up:
-    host: 127.0.0.1
-    port: %d
-    tls: {mode: starttls, server_name: localhost, ca_file: %q}
-    auth: {mechanism: plain, username: user, password_env: UP_PASSWORD}
-default: [up]
-log: {level: debug}
-`, listen, filepath.Join(dir, "spool"), up.Port(), ca)
-	env := map[string]string{"UP_PASSWORD": testPassword, "IN_PASSWORD": inPassword}
-	cfg, err := policy.Parse("test.yaml", []byte(src), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	return cfg
+	return testConfig(t, up, cfgOpts{listen: listen, extra: "log: {level: debug}\n",
+		env: map[string]string{"IN_PASSWORD": inPassword}})
 }
 
 // TestT61SecretsNeverLogged: a full delivery with inbound AUTH (and a failed
@@ -63,7 +35,7 @@ log: {level: debug}
 // its base64, nor the AUTH PLAIN blob appears in the logs (G14).
 func TestT61SecretsNeverLogged(t *testing.T) {
 	up := startUpstream(t, smtptest.Options{Mode: smtptest.StartTLS})
-	r := startRelay(t, securityConfig(t, up, "  users: [{username: app, password_env: IN_PASSWORD}]"))
+	r := startRelay(t, securityConfig(t, up, "users: [{username: app, password_env: IN_PASSWORD}]"))
 
 	c, err := smtp.Dial(r.addr)
 	if err != nil {
@@ -112,7 +84,7 @@ func TestT61SecretsNeverLogged(t *testing.T) {
 // (else the upstream would have ended the message there) and CRLF only.
 func TestT01OutboundReencoded(t *testing.T) {
 	up := startUpstream(t, smtptest.Options{Mode: smtptest.StartTLS})
-	r := startRelay(t, securityConfig(t, up, "  line_endings: fix"))
+	r := startRelay(t, securityConfig(t, up, "line_endings: fix"))
 	body := "Subject: x\r\n\r\nbody\n.\nMAIL FROM:<ceo@bank.example>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n"
 	queuedID(t, r.send(t, body, "a@example.org"))
 	m := waitMessages(t, up, 1)
@@ -134,7 +106,7 @@ func TestT01OutboundReencoded(t *testing.T) {
 // quoted, so the upstream reads the same mailbox and no parameter.
 func TestT13QuotedLocalPartUpstream(t *testing.T) {
 	up := startUpstream(t, smtptest.Options{Mode: smtptest.StartTLS})
-	r := startRelay(t, securityConfig(t, up, ""))
+	r := startRelay(t, securityConfig(t, up))
 	reply, err := sendRaw(r.addr, "app@example.com", []string{`"a,b"@example.org`}, "Subject: q\r\n\r\nx\r\n")
 	if err != nil || !strings.Contains(reply, "queued") {
 		t.Fatalf("send: %q, %v", reply, err)
