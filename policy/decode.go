@@ -91,10 +91,26 @@ type section struct {
 
 // sub returns the full key path of key within s.
 func (s *section) sub(key string) string {
+	if !plainKey(key) {
+		key = strconv.Quote(key) // an empty or odd key stays visible in messages
+	}
 	if s.path == "" {
 		return key
 	}
 	return s.path + "." + key
+}
+
+// plainKey reports whether a key can be printed as it is in a key path.
+func plainKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, r := range k {
+		if !(r == '_' || r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // has reports whether key was given.
