@@ -94,6 +94,24 @@ func (c *controlClient) do(ctx context.Context, method, path string, out any) er
 	return json.Unmarshal(body, out)
 }
 
+// stream copies the JSON answer to GET path into w, unchanged.
+func (c *controlClient) stream(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://tlsrelay"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("relay answered %s", resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
 // offlineQueue opens the spool directly when no relay runs. Its Deliverer
 // is never called: the queue is not Run.
 func offlineQueue(dir string, route func(from, rcpt string) []string) (*queue.Queue, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 
 	"github.com/tlsrelay/tlsrelay/admin"
@@ -67,6 +68,19 @@ func (a onlineAPI) flush(ctx context.Context, wait string) (r admin.FlushResult,
 }
 
 func (onlineAPI) close() error { return nil }
+
+// rawLister copies a list's JSON straight from the relay to w.
+type rawLister interface {
+	listJSON(ctx context.Context, sub string, w io.Writer) error
+}
+
+func (a onlineAPI) listJSON(ctx context.Context, sub string, w io.Writer) error {
+	path := "/queue"
+	if sub == "dead" {
+		path = "/dead"
+	}
+	return a.c.stream(ctx, path, w)
+}
 
 // offlineAPI works on the spool itself, holding its lock.
 type offlineAPI struct{ q *queue.Queue }

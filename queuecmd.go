@@ -109,6 +109,9 @@ func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runQueueCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w io.Writer) error {
 	switch sub {
 	case "list", "dead":
+		if raw, ok := api.(rawLister); ok && f.json {
+			return raw.listJSON(ctx, sub, w) // the relay's JSON as it is: no decode and re-encode
+		}
 		list := api.list
 		if sub == "dead" {
 			list = api.dead

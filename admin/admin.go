@@ -6,6 +6,7 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,7 +68,7 @@ func Handler(o Options) http.Handler {
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics.HTTPHandler())
 	}
-	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) { reply(w, q.List(), nil) })
+	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) { writeItems(w, q.List()) })
 	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.Get(r.PathValue("id"))
 		reply(w, it, err)
@@ -83,7 +84,11 @@ func Handler(o Options) http.Handler {
 	})
 	mux.HandleFunc("GET /dead", func(w http.ResponseWriter, r *http.Request) {
 		items, err := q.Dead()
-		reply(w, items, err)
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		writeItems(w, items)
 	})
 	mux.HandleFunc("GET /dead/{id}", func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.GetDead(r.PathValue("id"))
@@ -158,6 +163,25 @@ func reply(w http.ResponseWriter, v any, err error) {
 	default:
 		writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
 	}
+}
+
+// writeItems streams a list of items as a JSON array, one item at a time,
+// so that a queue of 100,000 messages is not built as one buffer.
+func writeItems(w http.ResponseWriter, items []queue.Item) {
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	bw.WriteString("[")
+	for i := range items {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		if err := enc.Encode(&items[i]); err != nil {
+			return // the client sees a truncated array: invalid JSON, never a wrong one
+		}
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

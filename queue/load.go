@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // load rebuilds the in-memory index from q/ after a start. Partial writes in
@@ -37,9 +40,19 @@ func (q *Queue) load() error {
 			envelopes = append(envelopes, id)
 		}
 	}
-	for _, id := range envelopes {
-		q.loadOne(id, bodies[id])
-		delete(bodies, id)
+	dead := q.deadEnvelopes()
+	for _, l := range q.readEnvelopes(envelopes, bodies) {
+		delete(bodies, l.id)
+		if l.err != nil {
+			q.quarantine(l.id, l.err)
+			continue
+		}
+		q.items[l.id] = &entry{item: l.it}
+		q.bytes += l.it.Size
+		// A requeue that crashed after its commit leaves a stale dead letter.
+		if dead[l.id] {
+			q.fs.Remove(q.path(dirDead, l.id, ".json"))
+		}
 	}
 	for id := range bodies {
 		q.orphanBody(id)
@@ -65,32 +78,63 @@ func (q *Queue) clearTmp() error {
 	return nil
 }
 
-func (q *Queue) loadOne(id string, hasBody bool) {
+// loaded is one envelope read at start, or why it cannot be used.
+type loaded struct {
+	id  string
+	it  *Item
+	err error
+}
+
+// readEnvelopes reads and checks envelopes in parallel (a start with
+// 100,000 queued messages is mostly file reads and JSON decoding); the
+// caller applies the results alone, in order.
+func (q *Queue) readEnvelopes(ids []string, bodies map[string]bool) []loaded {
+	out := make([]loaded, len(ids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 2*runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(ids)); i = next.Add(1) - 1 {
+				out[i] = q.readEnvelope(ids[i], bodies[ids[i]])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// readEnvelope reads one envelope and checks it against its body.
+func (q *Queue) readEnvelope(id string, hasBody bool) loaded {
 	b, err := os.ReadFile(q.path(dirQueue, id, ".json"))
 	if err != nil {
-		q.quarantine(id, err)
-		return
+		return loaded{id: id, err: err}
 	}
 	it, err := decodeItem(b, id)
 	if err != nil {
-		q.quarantine(id, err)
-		return
+		return loaded{id: id, err: err}
 	}
 	if !hasBody {
-		q.quarantine(id, fmt.Errorf("envelope %s.json has no body %s.eml", id, id))
-		return
+		return loaded{id: id, err: fmt.Errorf("envelope %s.json has no body %s.eml", id, id)}
 	}
 	fi, err := os.Stat(q.path(dirQueue, id, ".eml"))
 	if err != nil || fi.Size() != it.Size {
-		q.quarantine(id, fmt.Errorf("body %s.eml does not have the %d bytes its envelope records", id, it.Size))
-		return
+		return loaded{id: id, err: fmt.Errorf("body %s.eml does not have the %d bytes its envelope records", id, it.Size)}
 	}
-	q.items[id] = &entry{item: it}
-	q.bytes += it.Size
-	// A requeue that crashed after its commit leaves a stale dead letter.
-	if _, err := os.Stat(q.path(dirDead, id, ".json")); err == nil {
-		q.fs.Remove(q.path(dirDead, id, ".json"))
+	return loaded{id: id, it: it}
+}
+
+// deadEnvelopes lists the IDs with an envelope in dead/.
+func (q *Queue) deadEnvelopes() map[string]bool {
+	ents, _ := os.ReadDir(filepath.Join(q.opts.Dir, dirDead))
+	ids := map[string]bool{}
+	for _, e := range ents {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			ids[id] = true
+		}
 	}
+	return ids
 }
 
 func (q *Queue) orphanBody(id string) {

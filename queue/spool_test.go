@@ -84,24 +84,45 @@ func (r *recFile) Close() error {
 }
 
 // TestEnqueueSyncOrder proves that Enqueue returns only after the body and
-// the envelope are fsynced and renamed and q/ is fsynced: a kill -9 test
-// cannot tell this apart from a relay that never fsyncs.
+// the envelope are fsynced and renamed into q/ and q/ is fsynced: a kill -9
+// test cannot tell this apart from a relay that never fsyncs. The two file
+// fsyncs may run in either order (they run at the same time), but each
+// comes before its rename, the body's rename before the envelope's (the
+// commit marker), and the directory fsync last.
 func TestEnqueueSyncOrder(t *testing.T) {
 	o, _ := testOptions(t, t.TempDir())
 	fs := &recFS{}
 	o.FS = fs
 	q := openQueue(t, o, &fakeDeliverer{})
-	enqueue(t, q, "a@example.org")
-	want := []string{
-		"create tmp/.eml", "sync tmp/.eml", "close tmp/.eml", "rename tmp/.eml q/.eml",
-		"create tmp/.json", "sync tmp/.json", "close tmp/.json", "rename tmp/.json q/.json",
-		"syncdir q",
-	}
+	enqueue(t, q, "a@x")
 	fs.mu.Lock()
-	got := fs.ops
+	got := append([]string(nil), fs.ops...)
 	fs.mu.Unlock()
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("write operations:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	at := map[string]int{}
+	for i, op := range got {
+		at[op] = i + 1
+	}
+	all := []string{"create tmp/.eml", "sync tmp/.eml", "close tmp/.eml", "rename tmp/.eml q/.eml",
+		"create tmp/.json", "sync tmp/.json", "close tmp/.json", "rename tmp/.json q/.json", "syncdir q"}
+	if len(got) != len(all) {
+		t.Fatalf("write operations:\n%s\nwant each of:\n%s", strings.Join(got, "\n"), strings.Join(all, "\n"))
+	}
+	for _, op := range all {
+		if at[op] == 0 {
+			t.Fatalf("no %q in:\n%s", op, strings.Join(got, "\n"))
+		}
+	}
+	for _, before := range [][2]string{
+		{"create tmp/.eml", "sync tmp/.eml"}, {"sync tmp/.eml", "rename tmp/.eml q/.eml"},
+		{"create tmp/.json", "sync tmp/.json"}, {"sync tmp/.json", "rename tmp/.json q/.json"},
+		{"rename tmp/.eml q/.eml", "rename tmp/.json q/.json"}, {"rename tmp/.json q/.json", "syncdir q"},
+	} {
+		if at[before[0]] > at[before[1]] {
+			t.Errorf("%q came after %q:\n%s", before[0], before[1], strings.Join(got, "\n"))
+		}
+	}
+	if got[len(got)-1] != "syncdir q" {
+		t.Errorf("the last operation is %q, want the fsync of q/", got[len(got)-1])
 	}
 }
 
