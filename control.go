@@ -71,12 +71,8 @@ func (c *controlClient) do(ctx context.Context, method, path string, out any) er
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return fmt.Errorf("%w (%s: %v)", errNoServer, c.path, op.Err)
-		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -94,13 +90,26 @@ func (c *controlClient) do(ctx context.Context, method, path string, out any) er
 	return json.Unmarshal(body, out)
 }
 
+// send makes one request; a refused or missing socket is errNoServer.
+func (c *controlClient) send(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, fmt.Errorf("%w (%s: %v)", errNoServer, c.path, op.Err)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
 // stream copies the JSON answer to GET path into w, unchanged.
 func (c *controlClient) stream(ctx context.Context, path string, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://tlsrelay"+path, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return err
 	}

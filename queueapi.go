@@ -125,8 +125,7 @@ func (a offlineAPI) close() error { return a.q.Close() }
 // openQueueAPI reaches the relay that runs on dir, or the spool itself.
 func openQueueAPI(ctx context.Context, dir string) (queueAPI, error) {
 	c := newControlClient(dir)
-	var items []queue.Item
-	err := c.do(ctx, "GET", "/queue", &items)
+	err := c.stream(ctx, "/healthz", io.Discard) // is a relay there? (cheap, unlike a whole list)
 	if err == nil {
 		return onlineAPI{c}, nil
 	}
