@@ -175,6 +175,9 @@ type delivery struct {
 	stop    func() bool // unregisters the close on ctx cancellation
 	mailOK  bool        // the server accepted MAIL FROM on this session
 	broken  bool        // the server replied 421 (closing): never reuse
+	// txnDone: the server accepted the end of DATA, which ends the mail
+	// transaction (RFC 5321 4.1.1.4): no RSET is needed before the next.
+	txnDone bool
 }
 
 // session is an upstream connection and its SMTP state. A delivery owns the

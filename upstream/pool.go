@@ -223,11 +223,18 @@ func (d *delivery) redial(err error) bool {
 }
 
 // release ends the delivery's use of its connection: parked for the next
-// delivery when it may be reused and answers RSET with 250, else closed
-// (after QUIT if the session is in step).
+// delivery when it may be reused, else closed (after QUIT if the session is
+// in step). A transaction that did not end with an accepted DATA (refused
+// recipients, a refused MAIL or DATA) is reset first, and the connection
+// kept only if RSET answers 250; after an accepted DATA the transaction is
+// over already, and an RSET would only cost a round trip per message.
 func (d *delivery) release(err error) {
 	if d.parkable(err) {
-		if rerr := d.rset(); rerr != nil {
+		var rerr error
+		if !d.txnDone || err != nil {
+			rerr = d.rset()
+		}
+		if rerr != nil {
 			d.log.Debug("upstream connection not kept: RSET failed", "error", rerr)
 			d.sc = nil // no QUIT either
 		} else if d.stop() {

@@ -483,3 +483,22 @@ func TestRedialOnlyBeforeMail(t *testing.T) {
 		}
 	})
 }
+
+// After an accepted DATA the transaction is over (RFC 5321 4.1.1.4): the
+// next message on the connection goes straight to NOOP and MAIL, with no
+// RSET in between; the strict server (503 on a MAIL inside a transaction)
+// proves the transaction was indeed closed.
+func TestNoRsetAfterAcceptedData(t *testing.T) {
+	var rsets atomic.Int32
+	sc := &script{reply: func(conn, mails int, v string) string {
+		if v == "RSET" {
+			rsets.Add(1)
+		}
+		return standard(v)
+	}}
+	c := sc.start(t)
+	sendOK(t, c, 1, 3)
+	if n, m, r := sc.conns.Load(), sc.msgs.Load(), rsets.Load(); n != 1 || m != 3 || r != 0 {
+		t.Errorf("%d connections, %d messages, %d RSET; want 1, 3, 0", n, m, r)
+	}
+}

@@ -139,6 +139,7 @@ func (d *delivery) data(body io.Reader) (string, error) {
 	if err != nil {
 		return "", replyErr("data", err)
 	}
+	d.txnDone = true
 	return "250 " + oneLine(resp.StatusText), nil
 }
 
