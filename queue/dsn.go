@@ -140,9 +140,22 @@ func (q *Queue) dsn(it *Item, rcpts []Rcpt, want Status, header []byte) string {
 	}
 	w("")
 	w("--%s", boundary)
+	q.deliveryStatus(w, it, rcpts, action, want == Deferred)
+	w("")
+	w("--%s", boundary)
+	w("Content-Type: text/rfc822-headers")
+	w("")
+	s.Write(header)
+	w("")
+	w("--%s--", boundary)
+	return s.String()
+}
+
+// deliveryStatus writes the message/delivery-status part (RFC 3464).
+func (q *Queue) deliveryStatus(w func(string, ...any), it *Item, rcpts []Rcpt, action string, retrying bool) {
 	w("Content-Type: message/delivery-status")
 	w("")
-	w("Reporting-MTA: dns; %s", host)
+	w("Reporting-MTA: dns; %s", q.opts.Bounce.Hostname)
 	w("X-Tlsrelay-Queue-ID: %s", it.ID)
 	w("Arrival-Date: %s", it.Arrived.Format(time.RFC1123Z))
 	for _, r := range rcpts {
@@ -153,18 +166,10 @@ func (q *Queue) dsn(it *Item, rcpts []Rcpt, want Status, header []byte) string {
 		if r.LastCode != 0 {
 			w("Diagnostic-Code: smtp; %s", oneLine(r.LastError))
 		}
-		if want == Deferred {
+		if retrying {
 			w("Will-Retry-Until: %s", it.since().Add(q.opts.MaxAge).Format(time.RFC1123Z))
 		}
 	}
-	w("")
-	w("--%s", boundary)
-	w("Content-Type: text/rfc822-headers")
-	w("")
-	s.Write(header)
-	w("")
-	w("--%s--", boundary)
-	return s.String()
 }
 
 // oneLine keeps a text on one header/body line.
