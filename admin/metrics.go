@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -150,12 +149,4 @@ func splitTLS(s string) (version, cipher string) {
 		return f[0] + " " + f[1], strings.Join(f[2:], " ")
 	}
 	return s, ""
-}
-
-// durationSince is a helper for gauges of ages.
-func durationSince(t time.Time) float64 {
-	if t.IsZero() {
-		return 0
-	}
-	return time.Since(t).Seconds()
 }

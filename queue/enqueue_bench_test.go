@@ -4,28 +4,14 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 )
 
 // nopDeliverer accepts nothing; the benchmarks never run the workers.
 type nopDeliverer struct{}
 
 func (nopDeliverer) Deliver(context.Context, string, *Message, []string) []Result { return nil }
-
-// benchBody is a 4 KiB message with CRLF lines, as the relay spools it.
-func benchBody(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString("From: app@example.com\r\nTo: b@example.net\r\nSubject: bench\r\n\r\n")
-	line := bytes.Repeat([]byte("x"), 76)
-	for b.Len()+len(line)+2 <= size {
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	for b.Len() < size-2 {
-		b.WriteByte('y')
-	}
-	b.WriteString("\r\n")
-	return b.Bytes()
-}
 
 // openBenchQueue opens a queue in a temporary directory on the disk the
 // tests run on (not tmpfs, if TMPDIR is not): Enqueue really fsyncs.
@@ -46,7 +32,7 @@ func openBenchQueue(b *testing.B) *Queue {
 // and envelope written and fsynced, renamed, the directory fsynced. In
 // parallel, concurrent enqueues share directory fsyncs (group commit).
 func BenchmarkEnqueue(b *testing.B) {
-	body := benchBody(4 << 10)
+	body := []byte(smtptest.Body(4 << 10))
 	to := []string{"b@example.net"}
 	ctx := context.Background()
 	b.Run("4KiB/sequential", func(b *testing.B) {

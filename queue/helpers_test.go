@@ -3,7 +3,6 @@ package queue
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -166,5 +165,3 @@ func waitFor(t *testing.T, q *Queue, cond func([]Item) bool) {
 		t.Fatalf("condition not reached within 10s: %v; items: %+v", err, q.List())
 	}
 }
-
-var errBoom = errors.New("boom")

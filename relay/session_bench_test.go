@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
 
@@ -37,7 +38,7 @@ func (nopDeliverer) Deliver(context.Context, string, *queue.Message, []string) [
 // (the SMTP side alone); "queue" spools it in a real queue in a temporary
 // directory, fsyncs included, as `serve` does.
 func BenchmarkSession(b *testing.B) {
-	body := sessionBody(4 << 10)
+	body := smtptest.Body(4 << 10)
 	for _, bc := range []struct {
 		name  string
 		spool func(b *testing.B) Spool
@@ -142,18 +143,4 @@ func benchSession(addr, body string) error {
 		}
 	}
 	return nil
-}
-
-// sessionBody is a size-byte message of 78-byte CRLF lines.
-func sessionBody(size int) string {
-	var sb strings.Builder
-	sb.WriteString("From: a@example.com\r\nTo: b@example.net\r\nSubject: bench\r\n\r\n")
-	for sb.Len()+78 <= size {
-		sb.WriteString(strings.Repeat("x", 76) + "\r\n")
-	}
-	for sb.Len() < size-2 {
-		sb.WriteByte('y')
-	}
-	sb.WriteString("\r\n")
-	return sb.String()
 }

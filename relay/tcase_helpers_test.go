@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bufio"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -141,18 +140,6 @@ func (c *client) ehlo(name string) []string {
 			return caps[1:]
 		}
 	}
-}
-
-// startTLS sends STARTTLS and upgrades the client to TLS with cfg.
-func (c *client) startTLS(cfg *tls.Config) *tls.Conn {
-	c.t.Helper()
-	c.cmd("STARTTLS", "220 ")
-	tc := tls.Client(c.conn, cfg)
-	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("TLS handshake: %v", err)
-	}
-	c.conn, c.r = tc, bufio.NewReader(tc)
-	return tc
 }
 
 // testCert writes a self-signed certificate for localhost, relay.test and

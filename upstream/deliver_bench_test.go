@@ -34,7 +34,7 @@ func BenchmarkDeliver(b *testing.B) {
 				Log:       slog.New(slog.DiscardHandler),
 			}
 			b.Cleanup(func() { c.Close() })
-			msg := benchMessage(4 << 10)
+			msg := smtptest.Body(4 << 10)
 			rcpts := []string{"b@example.net"}
 			ctx := context.Background()
 			b.SetBytes(int64(len(msg)))
@@ -49,18 +49,4 @@ func BenchmarkDeliver(b *testing.B) {
 			b.ReportMetric(float64(s.Connections())/float64(b.N), "conns/op")
 		})
 	}
-}
-
-// benchMessage is a message of size bytes with CRLF lines.
-func benchMessage(size int) string {
-	var sb strings.Builder
-	sb.WriteString("From: app@example.com\r\nTo: b@example.net\r\nSubject: bench\r\n\r\n")
-	for sb.Len()+78 <= size {
-		sb.WriteString(strings.Repeat("x", 76) + "\r\n")
-	}
-	for sb.Len() < size-2 {
-		sb.WriteByte('y')
-	}
-	sb.WriteString("\r\n")
-	return sb.String()
 }

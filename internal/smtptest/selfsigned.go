@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -69,4 +70,20 @@ func SelfSigned(names ...string) (*KeyPair, error) {
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
 	}, nil
+}
+
+// Body returns a message of exactly size bytes (at least the header block
+// and one line): a small header, then 76-character lines, each ending in
+// CRLF, none starting with a dot. For benchmarks and load tests.
+func Body(size int) string {
+	var sb strings.Builder
+	sb.WriteString("From: app@example.com\r\nTo: b@example.net\r\nSubject: bench\r\n\r\n")
+	for sb.Len()+78 <= size {
+		sb.WriteString(strings.Repeat("x", 76) + "\r\n")
+	}
+	for sb.Len() < size-2 {
+		sb.WriteByte('y')
+	}
+	sb.WriteString("\r\n")
+	return sb.String()
 }
