@@ -78,6 +78,8 @@ type Client struct {
 	expiry certWatch   // upstream certificates' expiry (certwatch.go)
 	tokens tokenCaches // XOAUTH2 access tokens, per provider (xoauth2.go)
 	pool   pool        // idle connections kept for reuse, per provider (pool.go)
+	// noopIdle overrides defaultNoopAfter (tests: negative = NOOP always).
+	noopIdle time.Duration
 
 	provMu   sync.RWMutex
 	reloaded map[string]*policy.Provider // set by SetProviders; replaces Providers
@@ -195,6 +197,9 @@ type session struct {
 	// timer closes the session when it has been idle for the provider's
 	// idle_timeout; set while the pool holds it.
 	timer *time.Timer
+	// parked is when the pool took it (monotonic): a reuse after more than
+	// noopAfter checks it with NOOP first.
+	parked time.Time
 }
 
 // run makes the attempt: on an idle connection of the provider if one is

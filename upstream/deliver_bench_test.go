@@ -16,7 +16,8 @@ import (
 // STARTTLS upstream that requires AUTH PLAIN: "new-connection" dials, does
 // TLS and AUTH for every message (one message per connection, the policy
 // default before reuse); "reuse" keeps the connection between deliveries
-// (RSET, then NOOP before the next), as max_messages_per_connection allows.
+// (no RSET after an accepted DATA, no NOOP before the next message), as
+// max_messages_per_connection allows.
 // The fake upstream keeps every message in memory; -benchtime bounds it.
 func BenchmarkDeliver(b *testing.B) {
 	for _, bc := range []struct {

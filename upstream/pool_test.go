@@ -435,8 +435,8 @@ func TestRsetAfterRefusedRecipients(t *testing.T) {
 	}
 }
 
-// The server said 421 while the connection was idle: NOOP reads it, and the
-// attempt goes on over a new connection.
+// The server said 421 while the connection was idle for long: NOOP reads
+// it, and the attempt goes on over a new connection.
 func TestIdleConnection421(t *testing.T) {
 	sc := &script{reply: func(conn, mails int, v string) string {
 		if conn == 1 && v == "NOOP" {
@@ -445,9 +445,32 @@ func TestIdleConnection421(t *testing.T) {
 		return standard(v)
 	}}
 	c := sc.start(t)
+	c.noopIdle = -1 // every parked connection counts as idle for long
 	sendOK(t, c, 1, 2)
 	if n, m := sc.conns.Load(), sc.msgs.Load(); n != 2 || m != 2 {
 		t.Errorf("%d connections, %d messages; want 2, 2", n, m)
+	}
+}
+
+// A connection parked a moment ago goes straight to MAIL FROM, without
+// NOOP; if the server closed it meanwhile with a 421, that reply to MAIL
+// sends the attempt over a new connection, and the message goes once.
+func TestRecentConnectionNoNoop(t *testing.T) {
+	var noops atomic.Int32
+	sc := &script{reply: func(conn, mails int, v string) string {
+		switch {
+		case v == "NOOP":
+			noops.Add(1)
+		case conn == 1 && mails == 3 && v == "MAIL":
+			return "421 4.4.2 closing\r\n"
+		}
+		return standard(v)
+	}}
+	c := sc.start(t)
+	sendOK(t, c, 1, 3)
+	n, m, k := sc.conns.Load(), sc.msgs.Load(), noops.Load()
+	if n != 2 || m != 3 || k != 0 {
+		t.Errorf("%d connections, %d messages, %d NOOP; want 2, 3, 0", n, m, k)
 	}
 }
 
@@ -485,8 +508,8 @@ func TestRedialOnlyBeforeMail(t *testing.T) {
 }
 
 // After an accepted DATA the transaction is over (RFC 5321 4.1.1.4): the
-// next message on the connection goes straight to NOOP and MAIL, with no
-// RSET in between; the strict server (503 on a MAIL inside a transaction)
+// next message on the connection goes straight to MAIL, with no RSET in
+// between; the strict server (503 on a MAIL inside a transaction)
 // proves the transaction was indeed closed.
 func TestNoRsetAfterAcceptedData(t *testing.T) {
 	var rsets atomic.Int32
