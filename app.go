@@ -179,24 +179,48 @@ func newLogger(cfg policy.Log, w io.Writer) *slog.Logger {
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	path := fs.String("config", "relay.yaml", "config file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file when serve stops (for go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile to this file when serve stops")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := policy.Load(*path, os.LookupEnv)
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
 	if err != nil {
-		return fmt.Errorf("%s is not valid:\n%w", *path, err)
+		return err
+	}
+	err = serveConfig(ctx, *path, stderr)
+	if perr := stopProfiles(); perr != nil && err == nil {
+		err = perr
+	}
+	return err
+}
+
+// serveConfig loads the config at path and runs the relay until ctx ends.
+func serveConfig(ctx context.Context, path string, stderr io.Writer) error {
+	cfg, err := policy.Load(path, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("%s is not valid:\n%w", path, err)
 	}
 	log := newLogger(cfg.Log, stderr)
 	a, err := newApp(cfg, log)
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.Listen.Addr)
+	l, err := listenSMTP(ctx, cfg.Listen.Addr)
 	if err != nil {
 		a.q.Close()
 		return fmt.Errorf("listen on %s (listen.addr): %w", cfg.Listen.Addr, err)
 	}
-	stop := a.reloadOnHUP(ctx, *path, os.LookupEnv)
+	stop := a.reloadOnHUP(ctx, path, os.LookupEnv)
 	defer stop()
 	return a.run(ctx, l)
+}
+
+// listenSMTP listens for the apps' SMTP sessions. TCP keep-alive is off:
+// every session is bounded by read_timeout and session_timeout already, and
+// keep-alive costs four setsockopt calls on each accepted connection (one
+// per message, for the apps that send one message per session).
+func listenSMTP(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, "tcp", addr)
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -104,7 +103,7 @@ func runDemo(ctx context.Context, cfg *policy.Config, up *smtptest.Server, once 
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.Listen.Addr)
+	l, err := listenSMTP(ctx, cfg.Listen.Addr)
 	if err != nil {
 		a.q.Close()
 		return err
