@@ -47,7 +47,7 @@ func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []
 		return fail(fmt.Errorf("queue: open message body: %w", err))
 	}
 	defer body.Close()
-	q.log.Info("attempt", "id", it.ID, "provider", provider, "rcpts", len(rcpts))
+	q.log.Debug("attempt", "id", it.ID, "provider", provider, "rcpts", len(rcpts))
 	msg := &Message{ID: it.ID, From: it.From, Size: it.Size, Body: body}
 	rs := q.d.Deliver(ctx, provider, msg, rcpts)
 	if len(rs) != len(rcpts) {

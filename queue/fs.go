@@ -3,6 +3,7 @@ package queue
 import (
 	"io"
 	"os"
+	"syscall"
 )
 
 // FS is the small set of write operations the spool performs. It is a seam:
@@ -12,6 +13,9 @@ import (
 type FS interface {
 	// Create makes a new file for writing; it fails if the file exists.
 	Create(name string) (File, error)
+	// Reuse opens an existing file for writing from its start, keeping its
+	// contents until they are overwritten or truncated (recycle.go).
+	Reuse(name string) (File, error)
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
 	// SyncDir fsyncs a directory, making renames and removals in it durable.
@@ -21,27 +25,62 @@ type FS interface {
 // File is a file being written.
 type File interface {
 	io.Writer
+	// Truncate cuts the file to size bytes (a reused file may be longer).
+	Truncate(size int64) error
 	Sync() error
 	Close() error
 }
 
 // OSFS is the real file system.
+//
+// Files are opened with syscall.Open and wrapped with os.NewFile rather than
+// opened with os.OpenFile: for a regular file, os.OpenFile also tries (and
+// fails) to register the descriptor with the runtime's poller, four more
+// system calls per open. Measured on the bench machine (a VM where a system
+// call costs about 1 µs): create and close 30.5 µs with os.OpenFile, 13.9
+// µs this way. Spool files are never read or written with deadlines, so the
+// poller is of no use to them.
 type OSFS struct{}
 
-// Create opens name with O_CREATE|O_EXCL and mode 0600.
+// Create opens name with O_CREAT|O_EXCL and mode 0600.
 func (OSFS) Create(name string) (File, error) {
-	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	return openFile(name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL, 0o600)
 }
 
-// Rename is os.Rename.
-func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+// Reuse opens the existing file name for writing, without truncating it.
+func (OSFS) Reuse(name string) (File, error) {
+	return openFile(name, syscall.O_WRONLY, 0)
+}
+
+func openFile(name string, flag int, perm uint32) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, perm)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: name, Err: err}
+		}
+		return os.NewFile(uintptr(fd), name), nil
+	}
+}
+
+// Rename renames oldpath to newpath. Unlike os.Rename it does not first
+// check whether newpath is a directory (an lstat per rename): the spool
+// only ever renames regular files to new names.
+func (OSFS) Rename(oldpath, newpath string) error {
+	if err := syscall.Rename(oldpath, newpath); err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
+}
 
 // Remove is os.Remove.
 func (OSFS) Remove(name string) error { return os.Remove(name) }
 
-// SyncDir opens dir and fsyncs it.
+// SyncDir opens dir and fsyncs it (see OSFS for why not os.Open).
 func (OSFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := openFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}

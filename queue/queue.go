@@ -72,6 +72,8 @@ type Queue struct {
 	closed  bool
 	provSem map[string]chan struct{}
 	qsync   *dirSyncer        // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
+	recycle *recycler         // delivered messages' files, kept in tmp/ for reuse
+	syncs   sync.WaitGroup    // fsyncs of q/ after removals, not waited for by workers
 	pacers  map[string]*pacer // nil entries: no rate limit
 }
 
@@ -114,6 +116,7 @@ func Open(o Options, d Deliverer) (*Queue, error) {
 	q.lock = lock
 	qdir := filepath.Join(o.Dir, dirQueue)
 	q.qsync = newDirSyncer(func() error { return q.fs.SyncDir(qdir) })
+	q.recycle = &recycler{dir: filepath.Join(o.Dir, dirTmp)}
 	if err := q.load(); err != nil {
 		lock.Close()
 		return nil, err

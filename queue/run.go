@@ -13,8 +13,9 @@ const maxWait = time.Minute
 
 // Run delivers queued mail until ctx ends. It then starts no new delivery,
 // lets those in flight go on for Options.StopTimeout (after which their
-// context is cancelled), and returns once they are all done. What was not
-// delivered stays on disk for the next start.
+// context is cancelled), and returns once they are all done and every
+// removal is durable. What was not delivered stays on disk for the next
+// start.
 func (q *Queue) Run(ctx context.Context) error {
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -50,6 +51,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	for ; running > 0; running-- {
 		<-done
 	}
+	q.syncs.Wait()
 	return nil
 }
 

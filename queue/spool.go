@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // Spool subdirectories (DESIGN.md "Spool layout").
@@ -92,8 +93,7 @@ func (q *Queue) Enqueue(ctx context.Context, client, from string, to []string, b
 		return "", err
 	}
 	id := it.ID
-	emlTmp := filepath.Join(q.opts.Dir, dirTmp, id+".eml")
-	f, size, err := q.writeTmp(emlTmp, &ctxReader{ctx: ctx, r: body})
+	f, emlTmp, size, err := q.writeTmp(id+".eml", &ctxReader{ctx: ctx, r: body})
 	if err != nil {
 		q.release(0)
 		return "", fmt.Errorf("queue: write message body: %w", err)
@@ -109,32 +109,56 @@ func (q *Queue) Enqueue(ctx context.Context, client, from string, to []string, b
 		return "", fmt.Errorf("queue: commit message %s: %w", id, err)
 	}
 	q.add(it)
-	q.log.Info("queued", "id", id, "size", size, "rcpts", len(it.Rcpts), "route", it.Rcpts[0].Route)
+	// Debug: at info level the relay's "accepted" says the same for each
+	// message it took in; two log lines per message (accepted, delivered)
+	// instead of four keep the log readable and cheaper under load.
+	q.log.Debug("queued", "id", id, "size", size, "rcpts", len(it.Rcpts), "route", it.Rcpts[0].Route)
 	return id, nil
 }
 
-// writeTmp creates a temporary file and copies r into it, unsynced. On
-// error nothing is left behind.
-func (q *Queue) writeTmp(tmp string, r io.Reader) (File, int64, error) {
-	f, err := q.fs.Create(tmp)
+// writeTmp writes r into a temporary file (recycled, or tmp/<name>
+// created), unsynced, and returns it open with its path. On error nothing
+// is left behind.
+func (q *Queue) writeTmp(name string, r io.Reader) (File, string, int64, error) {
+	f, tmp, reused, err := q.openTmp(name)
 	if err != nil {
-		return nil, 0, err
+		return nil, "", 0, err
 	}
 	// Buffered: the inbound reader hands up one line per Read, and a
 	// write(2) per line cost more than the fsync in a profile.
-	bw := bufio.NewWriterSize(f, 64<<10)
+	bw := getWriter(f)
+	defer putWriter(bw)
 	// struct{io.Writer} hides bufio's ReadFrom, which would hand the copy
 	// to *os.File.ReadFrom and so write line by line again.
 	n, err := io.Copy(struct{ io.Writer }{bw}, r)
 	if err == nil {
 		err = bw.Flush()
 	}
+	if err == nil && reused {
+		err = f.Truncate(n) // a recycled file may have been longer
+	}
 	if err != nil {
 		f.Close()
 		q.fs.Remove(tmp)
-		return nil, n, err
+		return nil, "", n, err
 	}
-	return f, n, nil
+	return f, tmp, n, nil
+}
+
+// writers holds the 64 KiB buffers of writeTmp: two per message, and
+// allocating (and zeroing) them each time was a tenth of an enqueue's
+// allocations.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil) // drop the file
+	writers.Put(bw)
 }
 
 // commit makes a written body and its envelope durable: the body's fsync
@@ -151,11 +175,11 @@ func (q *Queue) commit(it *Item, body File, bodyTmp string) error {
 		synced <- err
 	}()
 	id := it.ID
-	jsonTmp := filepath.Join(q.opts.Dir, dirTmp, id+".json")
 	b, err := encodeItem(it)
 	var env File
+	var jsonTmp string
 	if err == nil {
-		env, _, err = q.writeTmp(jsonTmp, bytes.NewReader(b))
+		env, jsonTmp, _, err = q.writeTmp(id+".json", bytes.NewReader(b))
 	}
 	if err == nil {
 		err = env.Sync()
@@ -178,7 +202,9 @@ func (q *Queue) commit(it *Item, body File, bodyTmp string) error {
 	}
 	if err != nil {
 		for _, p := range []string{jsonPath, emlPath, jsonTmp, bodyTmp} {
-			q.fs.Remove(p)
+			if p != "" {
+				q.fs.Remove(p)
+			}
 		}
 	}
 	return err
@@ -231,19 +257,21 @@ func (q *Queue) persist(it *Item) error {
 	return q.qsync.Sync() // an fsync of q/ begun after the rename, shared with concurrent callers
 }
 
-// retire takes a finished item out of q/. Delivered items are removed,
-// envelope first (it is the commit marker; a body left alone is an orphan
+// retire takes a finished item out of q/. Delivered items are removed
+// (or their files recycled: recycle.go), envelope first (it is the commit marker; a body left alone is an orphan
 // that the next start removes). Items with a failed recipient move to dead/,
 // envelope first too (a body left in q/ whose envelope is in dead/ is moved
 // there on the next start).
 func (q *Queue) retire(it *Item, dead bool) error {
 	jsonPath, emlPath := q.path(dirQueue, it.ID, ".json"), q.path(dirQueue, it.ID, ".eml")
 	if !dead {
-		if err := q.fs.Remove(jsonPath); err != nil {
+		// An envelope is a few hundred bytes per recipient.
+		if err := q.dispose(jsonPath, int64(len(it.Rcpts))*512); err != nil {
 			return err
 		}
-		q.fs.Remove(emlPath)
-		return q.qsync.Sync() // as in persist: shared, never skipped
+		q.dispose(emlPath, it.Size)
+		q.syncRemoval(it.ID)
+		return nil
 	}
 	if err := q.fs.Rename(jsonPath, q.path(dirDead, it.ID, ".json")); err != nil {
 		return err
@@ -255,6 +283,25 @@ func (q *Queue) retire(it *Item, dead bool) error {
 		return err
 	}
 	return q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+}
+
+// syncRemoval makes a delivered message's removal from q/ durable with an
+// fsync of q/ (shared with concurrent callers, never skipped) that the
+// worker does not wait for: it goes on to the next message while the fsync
+// runs, instead of holding one of the provider's connections idle for it.
+// Waiting would not make anything safer: until that fsync ends, a crash can
+// bring the message back and deliver it again, whether a worker waits or
+// not (docs/security.md lists this window). Run waits for these fsyncs
+// before it returns.
+func (q *Queue) syncRemoval(id string) {
+	q.syncs.Add(1)
+	go func() {
+		defer q.syncs.Done()
+		if err := q.qsync.Sync(); err != nil {
+			q.log.Error("cannot make the removal of a delivered message durable; after a crash it may be delivered again",
+				"id", id, "error", err)
+		}
+	}()
 }
 
 // quarantine moves the files of a broken item out of q/ and logs why.
