@@ -242,3 +242,20 @@ func TestErrorLogGoesToSlog(t *testing.T) {
 		t.Errorf("log = %q", got)
 	}
 }
+
+// TestGuardReleasesInStorage: c.in's pooled storage is held while checked
+// bytes wait to be handed up, and given back once they all have been.
+func TestGuardReleasesInStorage(t *testing.T) {
+	c, peer, _ := pipeConn(t)
+	go peer.Write([]byte("NOOP\r\nRSET\r\n"))
+	buf := make([]byte, 64)
+	for i, want := range []string{"NOOP\r\n", "RSET\r\n"} {
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("Read %d: %q, %v; want %q", i, buf[:n], err, want)
+		}
+		if held := c.inBuf != nil; held != (i == 0) {
+			t.Errorf("after Read %d: storage held %v, want %v", i, held, i == 0)
+		}
+	}
+}

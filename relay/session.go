@@ -199,8 +199,10 @@ func (s *session) Data(r io.Reader) error {
 	// BDAT chunks come through an io.Pipe, DATA through go-smtp's dot
 	// reader. A BDAT chunk's bare LF is refused even with line_endings fix.
 	_, bdat := r.(*io.PipeReader)
-	body := newBodyReader(r, s.srv.opts.Listen.LineEndings == policy.LineEndingsFix && !bdat)
-	id, err := s.srv.opts.Spool.Enqueue(s.srv.ctx, s.conn.client, from, rcpts, io.MultiReader(strings.NewReader(hdr), body))
+	// hdr goes first, through the bodyReader but past its checks: no
+	// io.MultiReader, whose WriteTo cost 32 KiB a message (body.go).
+	body := newBodyReader(hdr, r, s.srv.opts.Listen.LineEndings == policy.LineEndingsFix && !bdat)
+	id, err := s.srv.opts.Spool.Enqueue(s.srv.ctx, s.conn.client, from, rcpts, body)
 	switch {
 	case body.err != nil && err == nil:
 		s.srv.log.Error("spool_contract", "detail", "Enqueue committed a message it could not read", "id", id, "error", body.err)

@@ -50,7 +50,8 @@ func serverTLSConfig(t policy.ListenTLS) *tls.Config {
 // handshake ends the session: no reply can be sent in either form.
 func (c *conn) startTLS() error {
 	c.tlsNext = false
-	c.in, c.prevCR = c.in[:0], false // plaintext sent after STARTTLS is dropped
+	c.releaseIn() // plaintext sent after STARTTLS is dropped
+	c.prevCR = false
 	tc := tls.Server(c.Conn, c.srv.tlsConfig)
 	dl := time.Now().Add(c.srv.opts.Listen.ReadTimeout)
 	if dl.After(c.deadline) {
