@@ -126,11 +126,13 @@ func (q *Queue) writeTmp(name string, r io.Reader) (File, string, int64, error) 
 	}
 	// Buffered: the inbound reader hands up one line per Read, and a
 	// write(2) per line cost more than the fsync in a profile.
-	bw := getWriter(f)
+	// struct{io.Writer} hides the file's ReadFrom from bufio, which would
+	// otherwise hand it the copy and so write line by line again; bufio's
+	// own ReadFrom then reads straight into its buffer (no 32 KiB copy
+	// buffer per file, as io.Copy would allocate).
+	bw := getWriter(struct{ io.Writer }{f})
 	defer putWriter(bw)
-	// struct{io.Writer} hides bufio's ReadFrom, which would hand the copy
-	// to *os.File.ReadFrom and so write line by line again.
-	n, err := io.Copy(struct{ io.Writer }{bw}, r)
+	n, err := bw.ReadFrom(r)
 	if err == nil {
 		err = bw.Flush()
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // errCorruptBody means the spooled body breaks the invariant that only
@@ -45,6 +46,11 @@ func (s *bodyState) end() error {
 	return nil
 }
 
+// scanBufs holds preScan's read buffers: a new 32 KiB one per delivery was
+// a tenth of the bytes a delivery allocated (allocation profile under the
+// bench rig's load).
+var scanBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // preScan reads a seekable body once, before anything is sent, and seeks
 // back: it tells whether the body has 8-bit octets (for 8BITMIME) and
 // refuses a corrupt one while nothing is on the wire yet. ok is false for a
@@ -59,7 +65,9 @@ func preScan(r io.Reader) (eightBit, ok bool, err error) {
 		return false, false, nil
 	}
 	var s bodyState
-	buf := make([]byte, 32<<10)
+	bp := scanBufs.Get().(*[]byte)
+	defer scanBufs.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := rs.Read(buf)
 		if err := s.scan(buf[:n]); err != nil {
