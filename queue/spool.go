@@ -163,36 +163,36 @@ func putWriter(bw *bufio.Writer) {
 	writers.Put(bw)
 }
 
-// commit makes a written body and its envelope durable: the body's fsync
-// runs while the envelope is written and fsynced; then the body is renamed
+// commit makes a written body and its envelope durable: the envelope is
+// written, then both are fsynced at the same time; then the body is renamed
 // into q/, then the envelope (the commit marker, so an envelope in q/
 // always has its body), then q/ is fsynced. On error nothing is left.
 func (q *Queue) commit(it *Item, body File, bodyTmp string) error {
-	synced := make(chan error, 1)
-	go func() {
-		err := body.Sync()
-		if cerr := body.Close(); err == nil {
-			err = cerr
-		}
-		synced <- err
-	}()
 	id := it.ID
+	emlPath, jsonPath := q.path(dirQueue, id, ".eml"), q.path(dirQueue, id, ".json")
+	// The envelope is written before the body's fsync starts, not while it
+	// runs: on ext4 without a journal (the bench machine) a file's first
+	// fsync after it entered tmp/ also writes tmp/'s directory block, and
+	// opening the envelope's file in tmp/ meanwhile waited for that write
+	// (0.9 ms in an strace of one message; on the rig, without strace, the
+	// ack latency moved within its noise).
 	b, err := encodeItem(it)
 	var env File
 	var jsonTmp string
 	if err == nil {
 		env, jsonTmp, _, err = q.writeTmp(id+".json", bytes.NewReader(b))
 	}
-	if err == nil {
-		err = env.Sync()
-		if cerr := env.Close(); err == nil {
-			err = cerr
-		}
+	if err != nil {
+		body.Close()
+		q.removeAll(bodyTmp)
+		return err
 	}
+	synced := make(chan error, 1)
+	go func() { synced <- syncClose(body) }()
+	err = syncClose(env)
 	if serr := <-synced; err == nil {
 		err = serr
 	}
-	emlPath, jsonPath := q.path(dirQueue, id, ".eml"), q.path(dirQueue, id, ".json")
 	if err == nil {
 		err = q.fs.Rename(bodyTmp, emlPath)
 	}
@@ -203,13 +203,25 @@ func (q *Queue) commit(it *Item, body File, bodyTmp string) error {
 		err = q.qsync.Sync() // shared with concurrent enqueues (group commit)
 	}
 	if err != nil {
-		for _, p := range []string{jsonPath, emlPath, jsonTmp, bodyTmp} {
-			if p != "" {
-				q.fs.Remove(p)
-			}
-		}
+		q.removeAll(jsonPath, emlPath, jsonTmp, bodyTmp)
 	}
 	return err
+}
+
+// syncClose fsyncs and closes f.
+func syncClose(f File) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// removeAll removes each path, ignoring errors (a file not there is fine).
+func (q *Queue) removeAll(paths ...string) {
+	for _, p := range paths {
+		q.fs.Remove(p)
+	}
 }
 
 // newItem builds the envelope of a new message; every recipient gets its
