@@ -64,7 +64,7 @@ type Queue struct {
 	MaxAge   time.Duration // then dead-letter
 	MaxBytes int64         // spool budget; full -> 452 4.3.1
 	MaxItems int           // spool budget in messages; 0 = no limit
-	Workers  int           // concurrent deliveries
+	Workers  int           // concurrent deliveries; default: the providers' max_connections summed
 	// BounceTo is where delivery status notifications go: "" (none),
 	// "sender" (the envelope sender) or an address.
 	BounceTo string

@@ -150,12 +150,27 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Listen = d.listen(d.child(top, "listen", schema["listen"]...))
 	c.Queue = d.queue(d.child(top, "queue", schema["queue"]...))
 	c.Providers = d.providers(top)
+	if c.Queue.Workers == 0 {
+		c.Queue.Workers = defaultWorkers(c.Providers)
+	}
 	c.Routes = d.routes(top, c.Providers)
 	c.Default = d.defaultRoute(top, c.Providers)
 	c.Admin = d.admin(d.child(top, "admin", schema["admin"]...))
 	c.Log = d.log(d.child(top, "log", schema["log"]...))
 	d.checkCross(c)
 	return c
+}
+
+// defaultWorkers is queue.workers when the config leaves it out: the sum
+// of the providers' max_connections, so that every provider can use all of
+// its connections at once (a provider raised to max_connections: 8 gets 8
+// deliveries at a time without a second key to change), at least 4.
+func defaultWorkers(providers map[string]*Provider) int {
+	n := 0
+	for _, p := range providers {
+		n += p.MaxConnections
+	}
+	return max(n, 4)
 }
 
 // child returns the section under key of parent (empty when absent).
@@ -289,7 +304,6 @@ func (d *decoder) queue(s *section) Queue {
 		Retry:    Retry{Initial: 30 * time.Second, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2},
 		MaxAge:   120 * time.Hour,
 		MaxBytes: 1 << 30,
-		Workers:  4,
 	}
 	if line, ok := s.str("dir", &q.Dir); ok && q.Dir == "" {
 		d.errorf(line, s.sub("dir"), `want a directory such as "./spool" or "/var/spool/tlsrelay", got ""`)

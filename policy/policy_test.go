@@ -416,3 +416,22 @@ func TestExposedListenWithNetworks(t *testing.T) {
 		t.Errorf("Listen = %+v", c.Listen)
 	}
 }
+
+// queue.workers defaults to the providers' max_connections summed, so that
+// raising one provider's limit takes effect alone; a set value wins.
+func TestDefaultWorkers(t *testing.T) {
+	two := `providers:
+  a: {host: a.example.com, max_connections: 8}
+  b: {host: b.example.com, max_connections: 3}
+`
+	if w := mustParse(t, two).Queue.Workers; w != 11 {
+		t.Errorf("workers = %d, want 8+3", w)
+	}
+	if w := mustParse(t, "queue: {workers: 2}\n"+two).Queue.Workers; w != 2 {
+		t.Errorf("workers = %d, want the 2 set", w)
+	}
+	one := "providers:\n  a: {host: a.example.com, max_connections: 1}\n"
+	if w := mustParse(t, one).Queue.Workers; w != 4 {
+		t.Errorf("workers = %d, want at least 4", w)
+	}
+}
