@@ -20,7 +20,10 @@ func (a *app) registerGauges() {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tlsrelay_" + name, Help: help}, f)
 	}
 	a.metrics.MustRegister(
-		gauge("queue_messages", "Messages in the spool.", func() float64 { return float64(a.q.Stats().Items) }),
+		gauge("queue_messages", "Messages in the spool.", func() float64 {
+			s := a.q.Stats()
+			return float64(s.Items + s.Loading) // those not read yet at start count too
+		}),
 		gauge("queue_bytes", "Bytes of the messages in the spool.", func() float64 { return float64(a.q.Stats().Bytes) }),
 		gauge("queue_oldest_age_seconds", "Age of the oldest message in the spool; 0 when empty.", func() float64 {
 			if o := a.q.Stats().Oldest; !o.IsZero() {
@@ -63,7 +66,8 @@ func (a *app) ready() error {
 	if err := a.q.CheckWritable(); err != nil {
 		return err
 	}
-	if n, max := a.q.Stats().Items, a.cfg.Admin.ReadyMaxQueue; max > 0 && n > max {
+	s := a.q.Stats()
+	if n, max := s.Items+s.Loading, a.cfg.Admin.ReadyMaxQueue; max > 0 && n > max {
 		return fmt.Errorf("%d messages queued, more than admin.ready_max_queue (%d)", n, max)
 	}
 	return nil

@@ -38,6 +38,9 @@ func (q *Queue) idleLocked(id string) (*entry, error) {
 	for {
 		e, ok := q.items[id]
 		switch {
+		case !ok && q.unloaded > 0:
+			return nil, fmt.Errorf("%w %q in the queue yet: the spool is still loading (%d messages to go); try again",
+				ErrNotFound, id, q.unloaded)
 		case !ok:
 			return nil, fmt.Errorf("%w %q in the queue", ErrNotFound, id)
 		case !e.busy:
@@ -212,16 +215,17 @@ func (q *Queue) Requeue(id string) error {
 
 // Stats summarises the queue for metrics and readiness.
 type Stats struct {
-	Items  int       // messages in q/
-	Bytes  int64     // their size
-	Oldest time.Time // arrival of the oldest; zero when empty
+	Items   int       // messages in q/ (read so far, during a background load)
+	Bytes   int64     // their size
+	Oldest  time.Time // arrival of the oldest; zero when empty
+	Loading int       // envelopes found at start and not read yet
 }
 
 // Stats returns the queue's size and age without copying its items.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := Stats{Items: len(q.items), Bytes: q.bytes}
+	s := Stats{Items: len(q.items), Bytes: q.bytes, Loading: q.unloaded}
 	for _, e := range q.items {
 		if s.Oldest.IsZero() || e.item.Arrived.Before(s.Oldest) {
 			s.Oldest = e.item.Arrived

@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,6 +54,13 @@ type Options struct {
 	Rand        func() float64   // jitter source in [0,1); nil = math/rand/v2
 	FS          FS               // write seam; nil = OSFS
 	Log         *slog.Logger     // nil = discard
+	// LoadInBackground makes Open return once q/ is listed and read the
+	// envelopes found there in the background (load.go): Enqueue works at
+	// once, and the old messages join the queue, oldest first, as they are
+	// read. Until then List shows only those read, Stats.Loading counts the
+	// rest (they count against MaxItems; their bytes against MaxBytes only
+	// once read), and WaitFor first waits for the load to end.
+	LoadInBackground bool
 }
 
 // Queue is a durable spool plus the workers that empty it.
@@ -71,10 +79,16 @@ type Queue struct {
 	wake    chan struct{} // tells the scheduler to look again
 	closed  bool
 	provSem map[string]chan struct{}
-	qsync   *dirSyncer        // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
-	recycle *recycler         // delivered messages' files, kept in tmp/ for reuse
-	syncs   sync.WaitGroup    // fsyncs of q/ after removals, not waited for by workers
-	pacers  map[string]*pacer // nil entries: no rate limit
+	qsync   *dirSyncer     // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
+	recycle *recycler      // delivered messages' files, kept in tmp/ for reuse
+	syncs   sync.WaitGroup // fsyncs of q/ after removals, not waited for by workers
+	// A background load (Options.LoadInBackground): loading is closed when
+	// it ends (nil: none ran), unloaded counts the envelopes it has yet to
+	// add (guarded by mu), stopLoad asks it to stop (Close).
+	loading  chan struct{}
+	unloaded int
+	stopLoad atomic.Bool
+	pacers   map[string]*pacer // nil entries: no rate limit
 }
 
 // entry is an item with its scheduling state; guarded by Queue.mu, except
@@ -117,7 +131,7 @@ func Open(o Options, d Deliverer) (*Queue, error) {
 	qdir := filepath.Join(o.Dir, dirQueue)
 	q.qsync = newDirSyncer(func() error { return q.fs.SyncDir(qdir) })
 	q.recycle = &recycler{dir: filepath.Join(o.Dir, dirTmp)}
-	if err := q.load(); err != nil {
+	if err := q.load(o.LoadInBackground); err != nil {
 		lock.Close()
 		return nil, err
 	}
@@ -153,8 +167,13 @@ func setDefaults(o *Options) {
 
 func (q *Queue) now() time.Time { return q.opts.Now() }
 
-// Close releases the spool lock. Call it after Run has returned.
+// Close stops a background load, waits for it, and releases the spool
+// lock. Call it after Run has returned.
 func (q *Queue) Close() error {
+	q.stopLoad.Store(true)
+	if q.loading != nil {
+		<-q.loading // it stops after the chunk it is reading
+	}
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
@@ -168,7 +187,7 @@ func (q *Queue) reserve() error {
 	if q.closed {
 		return errors.New("queue: closed")
 	}
-	if q.opts.MaxItems > 0 && len(q.items)+q.pending >= q.opts.MaxItems {
+	if q.opts.MaxItems > 0 && len(q.items)+q.pending+q.unloaded >= q.opts.MaxItems {
 		return &fullError{reason: fmt.Sprintf("%d messages queued (queue.max_items)", len(q.items))}
 	}
 	if q.opts.MaxBytes > 0 && q.bytes >= q.opts.MaxBytes {
@@ -237,6 +256,13 @@ func (q *Queue) listLocked() []Item {
 // ctx ends. It is how a caller (a test, `queue flush -wait`) waits for
 // deliveries without polling.
 func (q *Queue) WaitFor(ctx context.Context, cond func([]Item) bool) error {
+	if q.loading != nil { // "empty" means nothing left, loaded or not
+		select {
+		case <-q.loading:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
 		q.mu.Lock()
 		items, ch := q.listLocked(), q.changed
