@@ -155,10 +155,11 @@ type loaded struct {
 
 // loadReaders is how many envelopes are read at once at start. Not tied to
 // the CPUs: with a cold page cache each read waits on the disk (an inode and
-// a data block per envelope, an inode per body), and the disk serves many
-// requests at once. Measured with 100,000 queued messages after dropping
-// the page cache: ready in 12.4 s with 4 readers (2 per CPU, as before),
-// see docs/benchmarks.md for this value.
+// a data block per envelope, an inode per body), and disks that serve many
+// requests at once get them. On the bench machine's virtio disk 4 readers
+// and 64 took the same 12-14 s for 100,000 cold envelopes (it serves about
+// 8,000 such reads a second either way), which is why that load runs in the
+// background (load).
 const loadReaders = 64
 
 // readEnvelopes reads and checks envelopes in parallel (a start with

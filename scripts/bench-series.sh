@@ -1,30 +1,50 @@
 #!/bin/bash
-# the tlsrelay bench series of 2026-11-23 (issue 8)
-# Run as root, after the rig's setup (../shared/bench/README.md) and
-# go build -o /tmp/tlsrelay-bench . ; figures in docs/benchmarks.md.
+# The tlsrelay bench series behind docs/benchmarks.md (issue 8): tlsrelay
+# beside Postfix, decke/smtprelay and no relay, same rig, same run,
+# repetitions as the outer loop. Run as root after the rig's setup
+# (../shared/bench/README.md, including tools/get-smtprelay.sh) and
+#   go build -ldflags "-X main.version=$(git rev-parse --short HEAD)" -o /tmp/tlsrelay-bench .
+# Then: python3 ../shared/bench/tools/summarize.py $RESULTS
+set -u
 cd "${BENCH_DIR:-$(dirname "$0")/../../shared/bench}"
-export RESULTS=/tmp/tlsrelay-bench.csv
-T() { # tlsrelay through cmd.sh: upstream n size c rep [LOADGEN]
-  local up=$1 tmpl=${TLSRELAY_DIR:-/work/main}/bench/tlsrelay.yaml.tmpl
-  [ "$up" = starttls-auth ] || tmpl=${TLSRELAY_DIR:-/work/main}/bench/tlsrelay-noauth.yaml.tmpl
-  echo "$(date -u +%H:%M:%S) $(uptime | sed 's/.*load/load/') tlsrelay $*" >> /tmp/series-load.log
-  RELAY_NAME=tlsrelay RELAY_CONFIG_TEMPLATE=$tmpl \
+export RESULTS=${RESULTS:-/tmp/tlsrelay-bench.csv}
+LOADLOG=${LOADLOG:-/tmp/series-load.log}
+TDIR=${TLSRELAY_DIR:-/work/main}
+mkdir -p /tmp/tlsrelay-tmpl
+# The project's templates (max_connections 8), and the same with the
+# provider default of 4, as tlsrelay-default.
+for t in tlsrelay tlsrelay-noauth; do
+  sed 's/^    max_connections: 8$/    max_connections: 4/' "$TDIR/bench/$t.yaml.tmpl" > "/tmp/tlsrelay-tmpl/$t.yaml.tmpl"
+done
+log() { echo "$(date -u +%H:%M:%S) $(uptime | sed 's/.*load/load/') $*" >> "$LOADLOG"; }
+# T NAME TEMPLATE_DIR upstream n size c rep: tlsrelay through relays/cmd.sh
+T() {
+  local name=$1 dir=$2 up=$3; shift 3
+  local tmpl=$dir/tlsrelay.yaml.tmpl
+  [ "$up" = starttls-auth ] || tmpl=$dir/tlsrelay-noauth.yaml.tmpl
+  log "$name $up $*"
+  RELAY_NAME=$name RELAY_CONFIG_TEMPLATE=$tmpl \
   RELAY_CMD='/tmp/tlsrelay-bench serve -config "$BENCH_CONFIG" 2>"$BENCH_RUN/tlsrelay.log"' \
   RELAY_VERSION_CMD='/tmp/tlsrelay-bench version' RELAY_DURABLE='yes (spool fsynced before 250)' \
-  ./run-one.sh cmd "$@"
+  RELAY_QUEUE_CMD='find "$BENCH_SPOOL/q" -name "*.json" | wc -l' \
+  ./run-one.sh cmd "$up" "$@"
 }
-P() { echo "$(date -u +%H:%M:%S) $(uptime | sed 's/.*load/load/') $*" >> /tmp/series-load.log; ./run-one.sh "$@"; }
+P() { log "$*"; ./run-one.sh "$@"; }
 for rep in 1 2 3; do
-  T starttls-auth 2000 4k 20 $rep
-  T plain 2000 4k 20 $rep
-  P postfix starttls-auth 2000 4k 20 $rep
-  P postfix plain 2000 4k 20 $rep
+  for up in starttls-auth plain; do
+    T tlsrelay "$TDIR/bench" $up 2000 4k 20 $rep
+    T tlsrelay-default /tmp/tlsrelay-tmpl $up 2000 4k 20 $rep
+    P postfix $up 2000 4k 20 $rep
+    P smtprelay $up 2000 4k 20 $rep
+  done
   P direct starttls 2000 4k 20 $rep
   P direct plain 2000 4k 20 $rep
-  LOADGEN=smtplat T starttls-auth 200 4k 1 $rep
-  LOADGEN=smtplat P postfix starttls-auth 200 4k 1 $rep
-  LOADGEN=smtplat T plain 200 4k 1 $rep
-  LOADGEN=smtplat P postfix plain 200 4k 1 $rep
-  T starttls-auth 20 10m 4 $rep
+  for up in starttls-auth plain; do
+    LOADGEN=smtplat T tlsrelay "$TDIR/bench" $up 200 4k 1 $rep
+    LOADGEN=smtplat P postfix $up 200 4k 1 $rep
+    LOADGEN=smtplat P smtprelay $up 200 4k 1 $rep
+  done
+  T tlsrelay "$TDIR/bench" starttls-auth 20 10m 4 $rep
+  P smtprelay starttls-auth 20 10m 4 $rep
 done
-echo SERIES DONE >> /tmp/series-load.log
+log "SERIES DONE"
