@@ -18,6 +18,9 @@ func (q *Queue) attempt(ctx context.Context, it *Item, g group) {
 	for k, i := range g.idx {
 		q.record(it, i, g.provider, results[k], now)
 	}
+	if ctx.Err() == nil && q.noteOutcome(g.provider, results) {
+		q.recover(g.provider)
+	}
 }
 
 // deliver calls the Deliverer within the provider's connection limit and

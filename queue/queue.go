@@ -86,6 +86,7 @@ type Queue struct {
 	// it ends (nil: none ran), unloaded counts the envelopes it has yet to
 	// add (guarded by mu), stopLoad asks it to stop (Close).
 	loading  chan struct{}
+	failing  map[string]bool // providers whose last attempt failed (recover.go); guarded by mu
 	unloaded int
 	stopLoad atomic.Bool
 	pacers   map[string]*pacer // nil entries: no rate limit
