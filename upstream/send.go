@@ -127,7 +127,10 @@ func (d *delivery) data(body io.Reader) (string, error) {
 	if err != nil {
 		return "", replyErr("data", err)
 	}
-	if _, err := io.Copy(w, &checkedBody{r: body}); err != nil {
+	bp := scanBufs.Get().(*[]byte) // io.Copy would allocate 32 KiB per message
+	_, err = io.CopyBuffer(w, &checkedBody{r: body}, *bp)
+	scanBufs.Put(bp)
+	if err != nil {
 		// No final dot is sent: the server cannot take a truncated
 		// message, and the session, still in DATA, is never reused.
 		d.broken = true
