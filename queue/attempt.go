@@ -19,7 +19,7 @@ func (q *Queue) attempt(ctx context.Context, it *Item, g group) {
 		q.record(it, i, g.provider, results[k], now)
 	}
 	if ctx.Err() == nil && q.noteOutcome(g.provider, results) {
-		q.recover(g.provider)
+		q.recoverProvider(g.provider)
 	}
 }
 

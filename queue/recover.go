@@ -43,9 +43,9 @@ func (q *Queue) noteOutcome(provider string, rs []Result) (recovered bool) {
 	return false
 }
 
-// recover makes every idle message with a recipient waiting for provider
+// recoverProvider makes every idle message with a recipient waiting for provider
 // due now, and says how many it touched.
-func (q *Queue) recover(provider string) {
+func (q *Queue) recoverProvider(provider string) {
 	q.mu.Lock()
 	n := 0
 	for _, e := range q.items {
