@@ -1,6 +1,9 @@
 package queue
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // dirSyncer shares directory fsyncs among concurrent callers (group
 // commit). A caller's sync is only satisfied by an fsync that started
@@ -17,6 +20,8 @@ type dirSyncer struct {
 	running   bool
 	errGen    uint64 // the last generation that failed
 	err       error  // its error
+	lazyWant  uint64 // the generation that covers every Later so far
+	lazyTimer bool   // a Later timer is pending
 }
 
 func newDirSyncer(fsync func() error) *dirSyncer {
@@ -30,7 +35,12 @@ func newDirSyncer(fsync func() error) *dirSyncer {
 func (s *dirSyncer) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	want := s.started + 1
+	return s.waitLocked(s.started + 1)
+}
+
+// waitLocked returns once fsync generation want has finished, running it
+// if no fsync runs. Hold s.mu.
+func (s *dirSyncer) waitLocked(want uint64) error {
 	for s.completed < want {
 		if s.running {
 			s.cond.Wait()
@@ -53,4 +63,36 @@ func (s *dirSyncer) Sync() error {
 		return s.err
 	}
 	return nil
+}
+
+// Later asks for an fsync that begins after this call, without waiting for
+// it and without running one at once: the next Sync by anyone covers it
+// (under load, an enqueue's, a few milliseconds later), and if none has
+// begun within delay, one runs then and a failure goes to onErr. Flush
+// runs it at once.
+func (s *dirSyncer) Later(delay time.Duration, onErr func(error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lazyWant = s.started + 1
+	if s.lazyTimer {
+		return // the pending timer reads lazyWant when it fires
+	}
+	s.lazyTimer = true
+	time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		s.lazyTimer = false
+		err := s.waitLocked(s.lazyWant)
+		s.mu.Unlock()
+		if err != nil {
+			onErr(err)
+		}
+	})
+}
+
+// Flush returns once every Later so far is covered by a finished fsync,
+// running one if needed.
+func (s *dirSyncer) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitLocked(s.lazyWant)
 }

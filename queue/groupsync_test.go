@@ -70,3 +70,41 @@ func TestDirSyncerReportsErrors(t *testing.T) {
 		t.Fatalf("Sync after recovery = %v, want nil (a later fsync succeeded)", err)
 	}
 }
+
+// Later runs no fsync at once: the next Sync covers it, and Flush then
+// has nothing to do.
+func TestLaterCoveredBySync(t *testing.T) {
+	var n atomic.Int32
+	s := newDirSyncer(func() error { n.Add(1); return nil })
+	s.Later(time.Hour, func(error) { t.Error("the timer ran") })
+	if n.Load() != 0 {
+		t.Fatal("Later ran an fsync at once")
+	}
+	if err := s.Sync(); err != nil || n.Load() != 1 {
+		t.Fatalf("Sync: %v, %d fsyncs", err, n.Load())
+	}
+	if err := s.Flush(); err != nil || n.Load() != 1 {
+		t.Fatalf("Flush after a covering Sync: %v, %d fsyncs, want no new one", err, n.Load())
+	}
+}
+
+// Left alone, Later's fsync runs after the delay; Flush runs one at once
+// for every Later pending.
+func TestLaterTimerAndFlush(t *testing.T) {
+	ran := make(chan struct{}, 10)
+	s := newDirSyncer(func() error { ran <- struct{}{}; return nil })
+	s.Later(time.Millisecond, func(err error) { t.Error(err) })
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Later's fsync did not run within 10s")
+	}
+	s.Later(time.Hour, func(err error) { t.Error(err) })
+	s.Later(time.Hour, func(err error) { t.Error(err) })
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(ran) != 1 {
+		t.Fatalf("%d fsyncs after the timer's, want 1 (Flush's)", len(ran))
+	}
+}

@@ -79,9 +79,8 @@ type Queue struct {
 	wake    chan struct{} // tells the scheduler to look again
 	closed  bool
 	provSem map[string]chan struct{}
-	qsync   *dirSyncer     // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
-	recycle *recycler      // delivered messages' files, kept in tmp/ for reuse
-	syncs   sync.WaitGroup // fsyncs of q/ after removals, not waited for by workers
+	qsync   *dirSyncer // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
+	recycle *recycler  // delivered messages' files, kept in tmp/ for reuse
 	// A background load (Options.LoadInBackground): loading is closed when
 	// it ends (nil: none ran), unloaded counts the envelopes it has yet to
 	// add (guarded by mu), stopLoad asks it to stop (Close).

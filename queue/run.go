@@ -51,7 +51,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	for ; running > 0; running-- {
 		<-done
 	}
-	q.syncs.Wait()
+	if err := q.qsync.Flush(); err != nil {
+		q.log.Error("cannot make the removal of delivered messages durable; after a crash they may be delivered again", "error", err)
+	}
 	return nil
 }
 

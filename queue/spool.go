@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // Spool subdirectories (DESIGN.md "Spool layout").
@@ -300,23 +301,24 @@ func (q *Queue) retire(it *Item, dead bool) error {
 }
 
 // syncRemoval makes a delivered message's removal from q/ durable with an
-// fsync of q/ (shared with concurrent callers, never skipped) that the
-// worker does not wait for: it goes on to the next message while the fsync
-// runs, instead of holding one of the provider's connections idle for it.
-// Waiting would not make anything safer: until that fsync ends, a crash can
-// bring the message back and deliver it again, whether a worker waits or
-// not (docs/security.md lists this window). Run waits for these fsyncs
-// before it returns.
+// fsync of q/ that the worker does not wait for, and that it does not even
+// start: the next fsync of q/ covers it, which under load is an enqueue's a
+// few milliseconds later, and if none begins within removalSyncDelay one
+// runs then. So removals add no fsync of their own under load, and no
+// removal's fsync queues in front of the next acknowledgement's on the
+// disk. Waiting would not make anything safer: until that fsync ends, a
+// crash can bring the message back and deliver it again, whether a worker
+// waits or not (README, duplicate window 1). Run flushes before it returns.
 func (q *Queue) syncRemoval(id string) {
-	q.syncs.Add(1)
-	go func() {
-		defer q.syncs.Done()
-		if err := q.qsync.Sync(); err != nil {
-			q.log.Error("cannot make the removal of a delivered message durable; after a crash it may be delivered again",
-				"id", id, "error", err)
-		}
-	}()
+	q.qsync.Later(removalSyncDelay, func(err error) {
+		q.log.Error("cannot make the removal of delivered messages durable; after a crash they may be delivered again",
+			"last_id", id, "error", err)
+	})
 }
+
+// removalSyncDelay bounds how long a delivered message's removal may wait
+// for an fsync of q/ that covers it.
+const removalSyncDelay = 200 * time.Millisecond
 
 // quarantine moves the files of a broken item out of q/ and logs why.
 func (q *Queue) quarantine(id string, why error) {
