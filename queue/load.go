@@ -109,7 +109,9 @@ func (q *Queue) loadListed(l *listing) {
 			}
 			q.mu.Lock()
 			if r.err == nil {
-				q.items[r.id] = &entry{item: r.it}
+				e := &entry{item: r.it}
+				q.items[r.id] = e
+				q.indexLocked(e)
 				q.bytes += r.it.Size
 			}
 			q.unloaded = max(q.unloaded-1, 0)

@@ -103,6 +103,9 @@ func (q *Queue) retryLocked(e *entry) {
 		}
 	}
 	e.item, e.hold = &it, now
+	if !e.busy {
+		q.indexLocked(e)
+	}
 }
 
 // Delete removes a queued message for good, body and envelope. It is not
@@ -120,6 +123,7 @@ func (q *Queue) Delete(id string) error {
 	}
 	q.fs.Remove(q.path(dirQueue, id, ".eml"))
 	q.fs.SyncDir(filepath.Join(q.opts.Dir, dirQueue))
+	q.unindexLocked(e)
 	delete(q.items, id)
 	q.bytes -= e.item.Size
 	q.log.Warn("deleted", "id", id, "by", "operator")

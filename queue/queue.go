@@ -85,7 +85,9 @@ type Queue struct {
 	// it ends (nil: none ran), unloaded counts the envelopes it has yet to
 	// add (guarded by mu), stopLoad asks it to stop (Close).
 	loading  chan struct{}
-	failing  map[string]bool // providers whose last attempt failed (recover.go); guarded by mu
+	failing  map[string]bool       // providers whose last attempt failed (recover.go); guarded by mu
+	waiting  *entryHeap            // idle entries not due yet (sched.go); guarded by mu
+	ready    map[string]*entryHeap // idle due entries by provider (sched.go); guarded by mu
 	unloaded int
 	stopLoad atomic.Bool
 	pacers   map[string]*pacer // nil entries: no rate limit
@@ -98,6 +100,13 @@ type entry struct {
 	busy  bool
 	hold  time.Time // not before this time (after a panic or a failed retire)
 	retry bool      // an operator asked for a retry during the attempt
+	// The scheduler's index (sched.go): the heap holding the entry while
+	// it is idle, its position there, when it is due, and, once due, the
+	// provider of its first due recipients.
+	heap  *entryHeap
+	hidx  int
+	dueAt time.Time
+	prov  string
 }
 
 // Open prepares dir (q/, tmp/, dead/, quarantine/, lock), takes the lock,
@@ -114,6 +123,7 @@ func Open(o Options, d Deliverer) (*Queue, error) {
 		items: map[string]*entry{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
 		provSem: map[string]chan struct{}{},
 		pacers:  map[string]*pacer{},
+		waiting: newWaitingHeap(), ready: map[string]*entryHeap{},
 	}
 	for name, r := range o.Rates {
 		q.pacers[name] = newPacer(r)
@@ -221,7 +231,9 @@ func (q *Queue) release(size int64) {
 func (q *Queue) add(it *Item) {
 	q.mu.Lock()
 	q.pending--
-	q.items[it.ID] = &entry{item: it}
+	e := &entry{item: it}
+	q.items[it.ID] = e
+	q.indexLocked(e)
 	q.notifyLocked()
 	q.mu.Unlock()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -57,80 +56,23 @@ func (q *Queue) Run(ctx context.Context) error {
 	return nil
 }
 
-// dispatch starts up to free workers on due items, oldest first, and returns
-// how many it started and how long until the next item is due.
+// dispatch starts up to free workers on due items, oldest first (see
+// sched.go), and returns how many it started and how long until the next
+// item is due.
 func (q *Queue) dispatch(ctx context.Context, free int, done chan<- struct{}) (int, time.Duration) {
 	now := q.now()
-	wait := maxWait
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var due []*entry
-	for _, e := range q.items {
-		if e.busy {
-			continue
-		}
-		t, ok := e.item.due()
-		if dl := e.item.since().Add(q.opts.MaxAge); ok && dl.Before(t) {
-			t = dl // expire on time, even if max_age was lowered since t was saved
-		}
-		if !ok || e.hold.After(t) {
-			t = e.hold // all final (retire now) or held after a fault
-		}
-		if !t.After(now) {
-			due = append(due, e)
-		} else if d := t.Sub(now); d < wait {
-			wait = d
-		}
+	q.promoteLocked(now)
+	picked, wait := q.pickLocked(free, now, maxWait)
+	if q.waiting.Len() > 0 {
+		wait = min(wait, q.waiting.es[0].dueAt.Sub(now))
 	}
-	// Oldest first. fairLocked stops once it has picked free items, so
-	// the few oldest usually decide it: sort only those (a backlog of
-	// thousands was sorted whole on every dispatch), and all of them only
-	// if fairLocked skipped so many that it reached the end of the few.
-	byID := func(a, b *entry) int { return strings.Compare(a.item.ID, b.item.ID) }
-	few := oldestEntries(due, 4*free+8, byID)
-	picked, fwait := q.fairLocked(few, free, now, wait)
-	if len(picked) < free && len(few) < len(due) {
-		slices.SortFunc(due, byID)
-		picked, fwait = q.fairLocked(due, free, now, wait)
-	}
-	due, wait = picked, fwait
-	for _, e := range due {
+	for _, e := range picked {
 		e.busy = true
 		go q.work(ctx, e, done)
 	}
-	return len(due), wait
-}
-
-// fairLocked picks, oldest first, at most free items whose provider has a
-// free connection and whose rate allows an attempt now, so that a slow or
-// rate-limited provider cannot take every worker from the others. It also
-// shortens wait to the next rate slot it skipped for. Hold q.mu.
-func (q *Queue) fairLocked(due []*entry, free int, now time.Time, wait time.Duration) ([]*entry, time.Duration) {
-	picked := due[:0]
-	used := map[string]int{}
-	for _, e := range due {
-		if len(picked) >= free {
-			break
-		}
-		p := ""
-		if gs := dueGroups(e.item, now); len(gs) > 0 {
-			p = gs[0].provider
-		}
-		if p != "" {
-			pace := q.pacers[p]
-			if d := pace.delay(now); d > 0 || (pace != nil && used[p] > 0) {
-				wait = min(wait, max(d, pace.interval)) // one slot per pass
-				continue
-			}
-			sem := q.semLocked(p)
-			if len(sem)+used[p] >= cap(sem) {
-				continue // a worker finishing there wakes the scheduler
-			}
-			used[p]++
-		}
-		picked = append(picked, e)
-	}
-	return picked, wait
+	return len(picked), wait
 }
 
 // work runs one item's deliveries. A panic is recovered: the item stays on
@@ -146,6 +88,9 @@ func (q *Queue) work(ctx context.Context, e *entry, done chan<- struct{}) {
 		if e.retry {
 			e.retry = false
 			q.retryLocked(e)
+		}
+		if q.items[e.item.ID] == e { // not retired: back into the index
+			q.indexLocked(e)
 		}
 		q.notifyLocked()
 		q.mu.Unlock()
@@ -265,23 +210,4 @@ func dueGroups(it *Item, now time.Time) []group {
 		gs[k].idx = append(gs[k].idx, i)
 	}
 	return gs
-}
-
-// oldestEntries returns, in a new slice sorted by cmp, the m smallest of
-// es (all of them if there are no more than m). es is not changed.
-func oldestEntries(es []*entry, m int, cmp func(a, b *entry) int) []*entry {
-	out := make([]*entry, 0, min(m, len(es)))
-	for _, e := range es {
-		if len(out) == m && cmp(e, out[m-1]) >= 0 {
-			continue
-		}
-		i, _ := slices.BinarySearchFunc(out, e, cmp)
-		if len(out) < m {
-			out = slices.Insert(out, i, e)
-			continue
-		}
-		copy(out[i+1:], out[i:m-1]) // drop the largest
-		out[i] = e
-	}
-	return out
 }
