@@ -1,0 +1,68 @@
+package smtptest
+
+import (
+	"crypto/tls"
+	"net"
+	"testing"
+)
+
+// ClosedAddr returns a 127.0.0.1 address on which nothing listens, to
+// simulate an upstream that is down (connection refused). The port was free
+// a moment ago; another process could take it, which tests accept.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// listener counts and tracks accepted connections, so that Close can close
+// them all, and wraps them in TLS in ImplicitTLS mode.
+type listener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, s: l.s}
+	l.s.mu.Lock()
+	l.s.conns[tc] = struct{}{}
+	l.s.nconns++
+	l.s.notifyLocked()
+	l.s.mu.Unlock()
+	if l.s.opts.Mode == ImplicitTLS {
+		return tls.Server(tc, l.s.serverTLSConfig()), nil
+	}
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	s *Server
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.s.mu.Lock()
+	if _, open := c.s.conns[c]; open {
+		delete(c.s.conns, c)
+		c.s.notifyLocked()
+	}
+	c.s.mu.Unlock()
+	return err
+}
+
+type testLogger struct{ t testing.TB }
+
+func (l testLogger) Printf(format string, v ...any) { l.t.Logf("smtptest: "+format, v...) }
+func (l testLogger) Println(v ...any)               { l.t.Log(append([]any{"smtptest:"}, v...)...) }
