@@ -67,15 +67,26 @@ var errNoServer = errors.New("no relay is running on this spool")
 
 // do sends one request and decodes the JSON answer into out.
 func (c *controlClient) do(ctx context.Context, method, path string, out any) error {
+	_, err := c.doHeader(ctx, method, path, out)
+	return err
+}
+
+// doHeader is do, and returns the answer's header too.
+func (c *controlClient) doHeader(ctx context.Context, method, path string, out any) (http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://tlsrelay"+path, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := c.send(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
+	return resp.Header, decodeAnswer(resp, out)
+}
+
+// decodeAnswer reads a JSON answer into out, or the error it carries.
+func decodeAnswer(resp *http.Response, out any) error {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 
 	"github.com/tlsrelay/tlsrelay/admin"
 	"github.com/tlsrelay/tlsrelay/queue"
@@ -14,7 +15,9 @@ import (
 // queueAPI is what `tlsrelay queue` does, online (through a running relay's
 // control socket) or offline (on the spool directly, when no relay runs).
 type queueAPI interface {
-	list(ctx context.Context) ([]queue.Item, error)
+	// list returns the queued messages, and how many more a relay just
+	// started has yet to read from its spool (admin.LoadingHeader).
+	list(ctx context.Context) (items []queue.Item, loading int, err error)
 	show(ctx context.Context, id string) (item queue.Item, dead bool, err error)
 	retry(ctx context.Context, id string) (int, error) // id "" = all
 	remove(ctx context.Context, id string) error
@@ -27,8 +30,12 @@ type queueAPI interface {
 // onlineAPI goes through the control socket.
 type onlineAPI struct{ c *controlClient }
 
-func (a onlineAPI) list(ctx context.Context) (items []queue.Item, err error) {
-	return items, a.c.do(ctx, "GET", "/queue", &items)
+func (a onlineAPI) list(ctx context.Context) (items []queue.Item, loading int, err error) {
+	h, err := a.c.doHeader(ctx, "GET", "/queue", &items)
+	if err == nil {
+		loading, _ = strconv.Atoi(h.Get(admin.LoadingHeader))
+	}
+	return items, loading, err
 }
 
 func (a onlineAPI) show(ctx context.Context, id string) (it queue.Item, dead bool, err error) {
@@ -85,7 +92,8 @@ func (a onlineAPI) listJSON(ctx context.Context, sub string, w io.Writer) error 
 // offlineAPI works on the spool itself, holding its lock.
 type offlineAPI struct{ q *queue.Queue }
 
-func (a offlineAPI) list(context.Context) ([]queue.Item, error) { return a.q.List(), nil }
+// list: an offline queue is read whole when it opens, nothing is loading.
+func (a offlineAPI) list(context.Context) ([]queue.Item, int, error) { return a.q.List(), 0, nil }
 
 func (a offlineAPI) show(_ context.Context, id string) (queue.Item, bool, error) {
 	it, err := a.q.Get(id)

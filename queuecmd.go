@@ -112,15 +112,24 @@ func runQueueCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w
 		if raw, ok := api.(rawLister); ok && f.json {
 			return raw.listJSON(ctx, sub, w) // the relay's JSON as it is: no decode and re-encode
 		}
-		list := api.list
+		var items []queue.Item
+		var loading int
+		var err error
 		if sub == "dead" {
-			list = api.dead
+			items, err = api.dead(ctx)
+		} else {
+			items, loading, err = api.list(ctx)
 		}
-		items, err := list(ctx)
 		if err != nil {
 			return err
 		}
-		return output(w, f.json, items, func() { printItems(w, items, time.Now()) })
+		return output(w, f.json, items, func() {
+			printItems(w, items, time.Now())
+			if loading > 0 {
+				fmt.Fprintf(w, "(and %s the relay has found in its spool since it started and not read yet)\n",
+					plural(loading, "more message"))
+			}
+		})
 	case "show":
 		it, dead, err := api.show(ctx, f.id)
 		if err != nil {

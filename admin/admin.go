@@ -29,7 +29,13 @@ type Queue interface {
 	GetDead(id string) (queue.Item, error)
 	Requeue(id string) error
 	WaitFor(ctx context.Context, cond func([]queue.Item) bool) error
+	Stats() queue.Stats
 }
+
+// LoadingHeader, on the answer to GET /queue, counts the messages a relay
+// just started has found in its spool and not read yet: the list does not
+// show them yet (queue.Options.LoadInBackground).
+const LoadingHeader = "Tlsrelay-Loading"
 
 var _ Queue = (*queue.Queue)(nil)
 
@@ -68,7 +74,12 @@ func Handler(o Options) http.Handler {
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics.HTTPHandler())
 	}
-	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) { writeItems(w, q.List()) })
+	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
+		if n := q.Stats().Loading; n > 0 {
+			w.Header().Set(LoadingHeader, strconv.Itoa(n))
+		}
+		writeItems(w, q.List())
+	})
 	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.Get(r.PathValue("id"))
 		reply(w, it, err)

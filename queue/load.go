@@ -122,8 +122,7 @@ func (q *Queue) loadListed(l *listing) {
 		q.mu.Unlock()
 	}
 	q.mu.Lock()
-	n, b, left := len(q.items), q.bytes, q.unloaded
-	q.unloaded = 0
+	n, b, left := len(q.items), q.bytes, q.unloaded // left > 0 only when stopped
 	q.mu.Unlock()
 	switch {
 	case q.stopLoad.Load() && left > 0:

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tlsrelay/tlsrelay/admin"
+	"github.com/tlsrelay/tlsrelay/queue"
+)
+
+// loadingQueue is a queue that says 3 messages are still being read.
+type loadingQueue struct{ *queue.Queue }
+
+func (loadingQueue) Stats() queue.Stats { return queue.Stats{Loading: 3} }
+
+// loadingAPI is an offline API whose list says 3 more are being read.
+type loadingAPI struct{ offlineAPI }
+
+func (a loadingAPI) list(ctx context.Context) ([]queue.Item, int, error) {
+	items, _, err := a.offlineAPI.list(ctx)
+	return items, 3, err
+}
+
+// While a restarted relay still reads its spool, GET /queue says how many
+// messages it has not read yet, and `queue list` tells the operator.
+func TestQueueListWhileLoading(t *testing.T) {
+	q, err := offlineQueue(t.TempDir(), func(string, string) []string { return []string{"p"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	rec := httptest.NewRecorder()
+	admin.Handler(admin.Options{Queue: loadingQueue{q}}).ServeHTTP(rec, httptest.NewRequest("GET", "/queue", nil))
+	if got := rec.Header().Get(admin.LoadingHeader); rec.Code != 200 || got != "3" {
+		t.Fatalf("GET /queue: %d, %s %q; want 200 and 3", rec.Code, admin.LoadingHeader, got)
+	}
+	sock := t.TempDir()
+	stop, err := serveControl(sock, admin.Handler(admin.Options{Queue: loadingQueue{q}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if _, n, err := (onlineAPI{newControlClient(sock)}).list(context.Background()); err != nil || n != 3 {
+		t.Fatalf("list over the control socket: %d loading, %v; want 3", n, err)
+	}
+	var out bytes.Buffer
+	if err := runQueueCmd(context.Background(), loadingAPI{offlineAPI{q}}, "list", &queueFlags{}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "and 3 more messages the relay has found in its spool") {
+		t.Fatalf("queue list printed:\n%s", out.String())
+	}
+}
