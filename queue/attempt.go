@@ -18,7 +18,7 @@ func (q *Queue) attempt(ctx context.Context, it *Item, g group) {
 	for k, i := range g.idx {
 		q.record(it, i, g.provider, results[k], now)
 	}
-	if ctx.Err() == nil && q.noteOutcome(g.provider, results) {
+	if ctx.Err() == nil && q.noteOutcome(g.provider, results, now) {
 		q.recoverProvider(g.provider)
 	}
 }

@@ -84,13 +84,14 @@ type Queue struct {
 	// A background load (Options.LoadInBackground): loading is closed when
 	// it ends (nil: none ran), unloaded counts the envelopes it has yet to
 	// add (guarded by mu), stopLoad asks it to stop (Close).
-	loading  chan struct{}
-	failing  map[string]bool       // providers whose last attempt failed (recover.go); guarded by mu
-	waiting  *entryHeap            // idle entries not due yet (sched.go); guarded by mu
-	ready    map[string]*entryHeap // idle due entries by provider (sched.go); guarded by mu
-	unloaded int
-	stopLoad atomic.Bool
-	pacers   map[string]*pacer // nil entries: no rate limit
+	loading   chan struct{}
+	failing   map[string]bool       // providers whose last attempt failed (recover.go); guarded by mu
+	recovered map[string]time.Time  // when each provider was last recovered; guarded by mu
+	waiting   *entryHeap            // idle entries not due yet (sched.go); guarded by mu
+	ready     map[string]*entryHeap // idle due entries by provider (sched.go); guarded by mu
+	unloaded  int
+	stopLoad  atomic.Bool
+	pacers    map[string]*pacer // nil entries: no rate limit
 }
 
 // entry is an item with its scheduling state; guarded by Queue.mu, except

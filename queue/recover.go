@@ -1,5 +1,7 @@
 package queue
 
+import "time"
+
 // Provider recovery.
 //
 // When a provider is down, every message for it is deferred and waits out
@@ -11,14 +13,17 @@ package queue
 // first delivery that succeeds after that makes every message waiting for
 // that provider due now, as `tlsrelay queue flush` would. Concurrency stays
 // within the provider's max_connections and rate; a message that fails
-// again is deferred with its backoff grown as usual, so a flapping provider
-// gets no retry storm. The schedule changes only in memory, as with
-// RetryAll: after a restart the saved one applies.
+// again is deferred with its backoff grown as usual; and a provider is
+// recovered at most once per queue.retry.initial, so one that flaps (a
+// success, a failure, a success ...) does not have the whole queue retried
+// at each flap. The schedule changes only in memory, as with RetryAll:
+// after a restart the saved one applies.
 
 // noteOutcome records whether an attempt at provider reached it: failed
 // (every recipient deferred with a temporary error) or delivered (at least
-// one accepted). It returns true when a delivery follows a failure.
-func (q *Queue) noteOutcome(provider string, rs []Result) (recovered bool) {
+// one accepted). It returns true when a delivery follows a failure, unless
+// the provider was recovered less than queue.retry.initial ago.
+func (q *Queue) noteOutcome(provider string, rs []Result, now time.Time) (recovered bool) {
 	delivered, failed := false, len(rs) > 0
 	for _, r := range rs {
 		if r.Err == nil {
@@ -31,13 +36,17 @@ func (q *Queue) noteOutcome(provider string, rs []Result) (recovered bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.failing == nil {
-		q.failing = map[string]bool{}
+		q.failing, q.recovered = map[string]bool{}, map[string]time.Time{}
 	}
 	switch {
 	case failed:
 		q.failing[provider] = true
 	case delivered && q.failing[provider]:
 		delete(q.failing, provider)
+		if last, ok := q.recovered[provider]; ok && now.Sub(last) < q.opts.Retry.Initial {
+			return false
+		}
+		q.recovered[provider] = now
 		return true
 	}
 	return false

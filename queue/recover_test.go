@@ -38,16 +38,25 @@ func TestProviderRecovery(t *testing.T) {
 }
 
 // A permanent refusal says nothing about the provider being down, and a
-// delivery after it recovers nothing.
-func TestNoRecoveryAfterPermanentFailure(t *testing.T) {
-	q := &Queue{}
-	if q.noteOutcome("p", []Result{{Err: errPerm}}) || q.noteOutcome("p", []Result{{}}) {
+// delivery after it recovers nothing; a provider that flaps is recovered at
+// most once per retry.initial.
+func TestRecoveryRules(t *testing.T) {
+	q := &Queue{opts: Options{Retry: Retry{Initial: time.Minute}}}
+	t0 := time.Now()
+	note := func(at time.Duration, rs ...Result) bool { return q.noteOutcome("p", rs, t0.Add(at)) }
+	if note(0, Result{Err: errPerm}) || note(0, Result{}) {
 		t.Fatal("recovery after a permanent failure")
 	}
-	if q.noteOutcome("p", []Result{{Err: errTemp}}) || !q.noteOutcome("p", []Result{{}, {Err: errTemp}}) {
+	if note(0, Result{Err: errTemp}) || !note(0, Result{}, Result{Err: errTemp}) {
 		t.Fatal("no recovery after a temporary failure")
 	}
-	if q.noteOutcome("p", []Result{{}}) {
+	if note(time.Second, Result{}) {
 		t.Fatal("recovery twice")
+	}
+	if note(time.Second, Result{Err: errTemp}) || note(2*time.Second, Result{}) {
+		t.Fatal("recovered again within retry.initial of the last recovery")
+	}
+	if note(time.Minute, Result{Err: errTemp}) || !note(time.Minute, Result{}) {
+		t.Fatal("not recovered once retry.initial has passed")
 	}
 }
