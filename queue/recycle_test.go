@@ -148,3 +148,24 @@ func TestRecycledWriteFailure(t *testing.T) {
 	fs.mu.Unlock()
 	enqueue(t, q, "a@x")
 }
+
+// When a delivered message's file cannot be renamed into tmp/ for reuse, it
+// is removed as before: the delivery still ends with the message out of q/.
+func TestDisposeFallsBackToRemove(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := testOptions(t, dir)
+	fs := &recFS{failOn: "rename q/.json tmp/"}
+	o.FS = fs
+	q := openQueue(t, o, &fakeDeliverer{})
+	deliverOne(t, q, "Subject: a\r\n\r\na\r\n")
+	assertEmptyDir(t, filepath.Join(dir, "q"))
+	fs.mu.Lock()
+	got := strings.Join(fs.ops, "\n")
+	fs.mu.Unlock()
+	if !strings.Contains(got, "rename q/.json tmp/\nremove q/.json") {
+		t.Fatalf("no removal after the failed rename:\n%s", got)
+	}
+	if names := tmpNames(t, dir); len(names) != 1 {
+		t.Fatalf("tmp/ holds %v, want only the body kept for reuse", names)
+	}
+}
