@@ -68,13 +68,7 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 	// provider at once (which also bounds the upstream client's idle
 	// connections) and spaces them by rate; mail over the rate waits in the
 	// spool, it is never refused.
-	conns, rates := map[string]int{}, map[string]queue.Rate{}
-	for name, p := range cfg.Providers {
-		conns[name] = p.MaxConnections
-		if p.Rate.N > 0 {
-			rates[name] = queue.Rate(p.Rate)
-		}
-	}
+	conns, rates := providerLimits(cfg)
 	q, err := queue.Open(queue.Options{
 		Dir:            cfg.Queue.Dir,
 		Route:          a.route,
@@ -233,4 +227,16 @@ func listenSMTP(ctx context.Context, addr string) (net.Listener, error) {
 func (a *app) queued() int {
 	s := a.q.Stats()
 	return s.Items + s.Loading
+}
+
+// providerLimits is each provider's max_connections and rate, for the queue.
+func providerLimits(cfg *policy.Config) (map[string]int, map[string]queue.Rate) {
+	conns, rates := map[string]int{}, map[string]queue.Rate{}
+	for name, p := range cfg.Providers {
+		conns[name] = p.MaxConnections
+		if p.Rate.N > 0 {
+			rates[name] = queue.Rate(p.Rate)
+		}
+	}
+	return conns, rates
 }

@@ -40,10 +40,11 @@ func (a *app) reloadOnHUP(ctx context.Context, path string, env func(string) (st
 // reload loads path again (credential files and environment variables
 // included) and applies it to new work: providers (hosts, TLS policy,
 // credentials) for the next delivery attempt, routes and default for the
-// next recipient. Deliveries in flight finish as they started. A file that
-// does not load is logged and the running configuration stays. Settings
-// that need a restart (listen, queue, admin, log, a provider's rate and
-// max_connections) are named in a warning and keep their running values.
+// next recipient; each provider's max_connections and rate, and
+// queue.workers, for the next attempt. Deliveries in flight finish as they
+// started. A file that does not load is logged and the running
+// configuration stays. Settings that need a restart (listen, the rest of
+// queue, admin, log) are named in a warning and keep their running values.
 func (a *app) reload(path string, env func(string) (string, bool)) {
 	cfg, err := policy.Load(path, env)
 	if err != nil {
@@ -57,6 +58,8 @@ func (a *app) reload(path string, env func(string) (string, bool)) {
 		a.log.Warn("reload: these settings changed but need a restart; their running values stay", "keys", keys)
 	}
 	a.up.SetProviders(cfg.Providers)
+	conns, rates := providerLimits(cfg)
+	a.q.SetLimits(cfg.Queue.Workers, conns, rates)
 	a.live.Store(cfg)
 	a.log.Info("reloaded", "file", path, "providers", len(cfg.Providers), "routes", len(cfg.Routes))
 }
@@ -65,21 +68,15 @@ func (a *app) reload(path string, env func(string) (string, bool)) {
 // new configuration and that a reload does not apply.
 func restartOnly(old, cur *policy.Config) []string {
 	o, n := sections(old), sections(cur)
+	for _, s := range []map[string]any{o, n} {
+		if q, ok := s["queue"].(map[string]any); ok {
+			delete(q, "workers") // applied by the reload
+		}
+	}
 	var keys []string
 	for _, k := range []string{"listen", "queue", "admin", "log"} {
 		if !reflect.DeepEqual(o[k], n[k]) {
 			keys = append(keys, k)
-		}
-	}
-	for name, p := range cur.Providers {
-		q, ok := old.Providers[name]
-		switch {
-		case !ok:
-			keys = append(keys, "providers."+name+" (new: its rate and max_connections)")
-		case q.Rate != p.Rate:
-			keys = append(keys, "providers."+name+".rate")
-		case q.MaxConnections != p.MaxConnections:
-			keys = append(keys, "providers."+name+".max_connections")
 		}
 	}
 	sort.Strings(keys)

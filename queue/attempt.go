@@ -33,15 +33,13 @@ func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []
 		}
 		return rs
 	}
-	q.mu.Lock()
-	sem, pace := q.semLocked(provider), q.pacers[provider]
-	q.mu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		defer func() { <-sem }()
-	case <-ctx.Done():
-		return fail(ctx.Err())
+	if err := q.acquireConn(ctx, provider); err != nil {
+		return fail(err)
 	}
+	defer q.releaseConn(provider)
+	q.mu.Lock()
+	pace := q.pacers[provider]
+	q.mu.Unlock()
 	if err := pace.take(ctx, q.now()); err != nil {
 		return fail(err)
 	}
@@ -57,20 +55,6 @@ func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []
 		return fail(fmt.Errorf("queue: deliverer returned %d results for %d recipients", len(rs), len(rcpts)))
 	}
 	return rs
-}
-
-// semLocked returns the semaphore bounding a provider's connections. Hold q.mu.
-func (q *Queue) semLocked(provider string) chan struct{} {
-	sem, ok := q.provSem[provider]
-	if !ok {
-		n := q.opts.MaxConnections[provider]
-		if n <= 0 {
-			n = 4
-		}
-		sem = make(chan struct{}, n)
-		q.provSem[provider] = sem
-	}
-	return sem
 }
 
 // record applies one recipient's result: delivered, failed for good, moved

@@ -78,9 +78,9 @@ type Queue struct {
 	changed chan struct{} // closed and replaced on every state change
 	wake    chan struct{} // tells the scheduler to look again
 	closed  bool
-	provSem map[string]chan struct{}
-	qsync   *dirSyncer // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
-	recycle *recycler  // delivered messages' files, kept in tmp/ for reuse
+	limits  map[string]*connLimit // per provider (limits.go)
+	qsync   *dirSyncer            // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
+	recycle *recycler             // delivered messages' files, kept in tmp/ for reuse
 	// A background load (Options.LoadInBackground): loading is closed when
 	// it ends (nil: none ran), unloaded counts the envelopes it has yet to
 	// add (guarded by mu), stopLoad asks it to stop (Close).
@@ -122,7 +122,7 @@ func Open(o Options, d Deliverer) (*Queue, error) {
 	q := &Queue{
 		opts: o, d: d, fs: o.FS, log: o.Log,
 		items: map[string]*entry{}, changed: make(chan struct{}), wake: make(chan struct{}, 1),
-		provSem: map[string]chan struct{}{},
+		limits:  map[string]*connLimit{},
 		pacers:  map[string]*pacer{},
 		waiting: newWaitingHeap(), ready: map[string]*entryHeap{},
 	}

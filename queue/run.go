@@ -23,7 +23,8 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer timer.Stop()
 	running := 0
 	for ctx.Err() == nil {
-		if running >= q.opts.Workers {
+		workers := q.workers() // SetLimits may change it
+		if running >= workers {
 			// No worker is free: nothing can start, so do not scan the
 			// queue on every new message (q.wake) but wait for a worker.
 			// The dispatch after it sees every change made meanwhile.
@@ -34,7 +35,7 @@ func (q *Queue) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		started, wait := q.dispatch(dctx, q.opts.Workers-running, done)
+		started, wait := q.dispatch(dctx, workers-running, done)
 		running += started
 		timer.Reset(wait)
 		select {

@@ -131,7 +131,7 @@ func (q *Queue) pickLocked(free int, now time.Time, wait time.Duration) ([]*entr
 					wait = min(wait, max(d, pace.interval))
 					continue
 				}
-				if sem := q.semLocked(p); len(sem)+used[p] >= cap(sem) {
+				if l := q.limitLocked(p); l.inflight+used[p] >= l.limit {
 					continue // a worker finishing there wakes the scheduler
 				}
 			}
