@@ -22,6 +22,8 @@ type dirSyncer struct {
 	err       error  // its error
 	lazyWant  uint64 // the generation that covers every Later so far
 	lazyTimer bool   // a Later timer is pending
+	// laterErr receives the error of an fsync that Later's timer ran.
+	laterErr func(error)
 }
 
 func newDirSyncer(fsync func() error) *dirSyncer {
@@ -68,9 +70,9 @@ func (s *dirSyncer) waitLocked(want uint64) error {
 // Later asks for an fsync that begins after this call, without waiting for
 // it and without running one at once: the next Sync by anyone covers it
 // (under load, an enqueue's, a few milliseconds later), and if none has
-// begun within delay, one runs then and a failure goes to onErr. Flush
-// runs it at once.
-func (s *dirSyncer) Later(delay time.Duration, onErr func(error)) {
+// begun within delay, one runs then and a failure goes to s.laterErr.
+// Flush runs it at once.
+func (s *dirSyncer) Later(delay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lazyWant = s.started + 1
@@ -83,8 +85,8 @@ func (s *dirSyncer) Later(delay time.Duration, onErr func(error)) {
 		s.lazyTimer = false
 		err := s.waitLocked(s.lazyWant)
 		s.mu.Unlock()
-		if err != nil {
-			onErr(err)
+		if err != nil && s.laterErr != nil {
+			s.laterErr(err)
 		}
 	})
 }

@@ -76,7 +76,8 @@ func TestDirSyncerReportsErrors(t *testing.T) {
 func TestLaterCoveredBySync(t *testing.T) {
 	var n atomic.Int32
 	s := newDirSyncer(func() error { n.Add(1); return nil })
-	s.Later(time.Hour, func(error) { t.Error("the timer ran") })
+	s.laterErr = func(error) { t.Error("the timer ran") }
+	s.Later(time.Hour)
 	if n.Load() != 0 {
 		t.Fatal("Later ran an fsync at once")
 	}
@@ -93,14 +94,15 @@ func TestLaterCoveredBySync(t *testing.T) {
 func TestLaterTimerAndFlush(t *testing.T) {
 	ran := make(chan struct{}, 10)
 	s := newDirSyncer(func() error { ran <- struct{}{}; return nil })
-	s.Later(time.Millisecond, func(err error) { t.Error(err) })
+	s.laterErr = func(err error) { t.Error(err) }
+	s.Later(time.Millisecond)
 	select {
 	case <-ran:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Later's fsync did not run within 10s")
 	}
-	s.Later(time.Hour, func(err error) { t.Error(err) })
-	s.Later(time.Hour, func(err error) { t.Error(err) })
+	s.Later(time.Hour)
+	s.Later(time.Hour)
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -125,20 +125,29 @@ func openQueue(t *testing.T, o Options, d Deliverer) *Queue {
 	return q
 }
 
-// runQueue runs q until the test ends and waits for Run to return.
-func runQueue(t *testing.T, q *Queue) {
+// runQueue runs q until the test ends, or until the stop it returns is
+// called, and then waits (bounded) for Run to return.
+func runQueue(t *testing.T, q *Queue) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10s of cancel")
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return within 10s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func enqueue(t *testing.T, q *Queue, to ...string) string {

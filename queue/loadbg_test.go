@@ -91,13 +91,9 @@ func TestCloseStopsBackgroundLoad(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return within 10s")
 	}
-	q2 := openQueue(t, testOpts(t, dir), &fakeDeliverer{})
+	o2, _ := testOptions(t, dir)
+	q2 := openQueue(t, o2, &fakeDeliverer{})
 	if n := len(q2.List()); n != 3 {
 		t.Fatalf("%d messages after reopening, want 3 (nothing lost)", n)
 	}
-}
-
-func testOpts(t *testing.T, dir string) Options {
-	o, _ := testOptions(t, dir)
-	return o
 }

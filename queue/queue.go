@@ -141,6 +141,9 @@ func Open(o Options, d Deliverer) (*Queue, error) {
 	q.lock = lock
 	qdir := filepath.Join(o.Dir, dirQueue)
 	q.qsync = newDirSyncer(func() error { return q.fs.SyncDir(qdir) })
+	q.qsync.laterErr = func(err error) {
+		q.log.Error("cannot make the removal of delivered messages durable; after a crash they may be delivered again", "error", err)
+	}
 	q.recycle = &recycler{dir: filepath.Join(o.Dir, dirTmp)}
 	if err := q.load(o.LoadInBackground); err != nil {
 		lock.Close()

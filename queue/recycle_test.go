@@ -8,29 +8,18 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // deliverOne enqueues body for a@x, runs the queue until it is delivered
 // and stops it again.
 func deliverOne(t *testing.T, q *Queue, body string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
+	stop := runQueue(t, q)
 	if _, err := q.Enqueue(context.Background(), "127.0.0.1", "f@x", []string{"a@x"}, strings.NewReader(body)); err != nil {
 		t.Fatal(err)
 	}
 	waitEmpty(t, q)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return within 10s of cancel")
-	}
+	stop()
 }
 
 func tmpNames(t *testing.T, dir string) []string {

@@ -52,7 +52,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		<-done
 	}
 	if err := q.qsync.Flush(); err != nil {
-		q.log.Error("cannot make the removal of delivered messages durable; after a crash they may be delivered again", "error", err)
+		q.qsync.laterErr(err)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -55,9 +54,7 @@ func TestSchedulerIndex(t *testing.T) {
 		ids = append(ids, enqueue(t, q, "a@x"))
 	}
 	checkIndex(t, q)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
+	stop := runQueue(t, q)
 	waitFor(t, q, func(items []Item) bool {
 		for _, it := range items {
 			if it.Rcpts[0].Attempts == 0 {
@@ -72,12 +69,7 @@ func TestSchedulerIndex(t *testing.T) {
 	if err := q.Retry(ids[5]); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	stop()
 	checkIndex(t, q)
 	q.RetryAll()
 	checkIndex(t, q)

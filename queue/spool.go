@@ -285,7 +285,7 @@ func (q *Queue) retire(it *Item, dead bool) error {
 			return err
 		}
 		q.dispose(emlPath, it.Size)
-		q.syncRemoval(it.ID)
+		q.syncRemoval()
 		return nil
 	}
 	if err := q.fs.Rename(jsonPath, q.path(dirDead, it.ID, ".json")); err != nil {
@@ -309,12 +309,7 @@ func (q *Queue) retire(it *Item, dead bool) error {
 // disk. Waiting would not make anything safer: until that fsync ends, a
 // crash can bring the message back and deliver it again, whether a worker
 // waits or not (README, duplicate window 1). Run flushes before it returns.
-func (q *Queue) syncRemoval(id string) {
-	q.qsync.Later(removalSyncDelay, func(err error) {
-		q.log.Error("cannot make the removal of delivered messages durable; after a crash they may be delivered again",
-			"last_id", id, "error", err)
-	})
-}
+func (q *Queue) syncRemoval() { q.qsync.Later(removalSyncDelay) }
 
 // removalSyncDelay bounds how long a delivered message's removal may wait
 // for an fsync of q/ that covers it.

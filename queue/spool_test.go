@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"testing/iotest"
-	"time"
 )
 
 // recFS records the spool's write operations in order and can fail one.
@@ -281,16 +280,9 @@ func TestDeliveredItemIsRemovedNotRewritten(t *testing.T) {
 	fs.mu.Lock()
 	fs.ops = nil
 	fs.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
+	stop := runQueue(t, q)
 	waitEmpty(t, q)
-	cancel()
-	select { // Run returns after the removal's fsync of q/
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return within 10s of cancel")
-	}
+	stop() // Run returns after the removal's fsync of q/
 	fs.mu.Lock()
 	got := strings.Join(fs.ops, "\n")
 	fs.mu.Unlock()
