@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tlsrelay/tlsrelay/admin"
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/policy"
 	"github.com/tlsrelay/tlsrelay/queue"
 	"github.com/tlsrelay/tlsrelay/relay"
@@ -21,8 +22,8 @@ import (
 
 // The seams between stages, checked at compile time.
 var (
-	_ relay.Spool     = (*queue.Queue)(nil)
-	_ queue.Deliverer = (*upstream.Client)(nil)
+	_ relay.Spool        = (*queue.Queue)(nil)
+	_ delivery.Deliverer = (*upstream.Client)(nil)
 )
 
 // drainTimeout bounds how long open inbound sessions may finish after a

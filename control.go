@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
 
@@ -145,6 +146,6 @@ func offlineQueue(dir string, route func(from, rcpt string) []string) (*queue.Qu
 
 type noDeliverer struct{}
 
-func (noDeliverer) Deliver(context.Context, string, *queue.Message, []string) []queue.Result {
+func (noDeliverer) Deliver(context.Context, string, *delivery.Message, []string) []delivery.Result {
 	panic("tlsrelay: the offline queue delivers nothing")
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // attempt makes one delivery attempt for a group and records each result.
@@ -23,11 +25,11 @@ func (q *Queue) attempt(ctx context.Context, it *Item, g group) {
 	}
 }
 
-// deliver calls the Deliverer within the provider's connection limit and
+// deliver calls the delivery.Deliverer within the provider's connection limit and
 // always returns one result per recipient.
-func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []string) []Result {
-	fail := func(err error) []Result {
-		rs := make([]Result, len(rcpts))
+func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []string) []delivery.Result {
+	fail := func(err error) []delivery.Result {
+		rs := make([]delivery.Result, len(rcpts))
 		for i := range rs {
 			rs[i].Err = err
 		}
@@ -49,7 +51,7 @@ func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []
 	}
 	defer body.Close()
 	q.log.Debug("attempt", "id", it.ID, "provider", provider, "rcpts", len(rcpts))
-	msg := &Message{ID: it.ID, From: it.From, Size: it.Size, Body: body}
+	msg := &delivery.Message{ID: it.ID, From: it.From, Size: it.Size, Body: body}
 	rs := q.d.Deliver(ctx, provider, msg, rcpts)
 	if len(rs) != len(rcpts) {
 		return fail(fmt.Errorf("queue: deliverer returned %d results for %d recipients", len(rs), len(rcpts)))
@@ -60,7 +62,7 @@ func (q *Queue) deliver(ctx context.Context, it *Item, provider string, rcpts []
 // record applies one recipient's result: delivered, failed for good, moved
 // to the next provider of its route, or deferred with backoff once the route
 // is exhausted.
-func (q *Queue) record(it *Item, i int, provider string, res Result, now time.Time) {
+func (q *Queue) record(it *Item, i int, provider string, res delivery.Result, now time.Time) {
 	r := &it.Rcpts[i]
 	r.Attempts++
 	defer func() {
@@ -76,8 +78,8 @@ func (q *Queue) record(it *Item, i int, provider string, res Result, now time.Ti
 			"attempt", r.Attempts, "reply", res.Reply, "tls", res.TLS, "age", now.Sub(it.Arrived))
 		return
 	}
-	r.LastError, r.LastCode = res.Err.Error(), smtpCode(res.Err)
-	if !Temporary(res.Err) {
+	r.LastError, r.LastCode = res.Err.Error(), delivery.SMTPCode(res.Err)
+	if !delivery.Temporary(res.Err) {
 		r.Status = Failed
 		q.log.Warn("failed", "id", it.ID, "rcpt", r.Addr, "provider", provider,
 			"attempt", r.Attempts, "code", r.LastCode, "error", r.LastError)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // permFor fails rcpt "bad@x" permanently with a 5.1.1 text, the rest pass.
@@ -14,8 +16,8 @@ func (permErr) Error() string   { return "rcpt: 550 5.1.1 no such user" }
 func (permErr) Permanent() bool { return true }
 func (permErr) SMTPCode() int   { return 550 }
 
-func failBad(_ string, rcpts []string) []Result {
-	rs := make([]Result, len(rcpts))
+func failBad(_ string, rcpts []string) []delivery.Result {
+	rs := make([]delivery.Result, len(rcpts))
 	for i, r := range rcpts {
 		if r == "bad@x" {
 			rs[i].Err = permErr{}
@@ -98,11 +100,11 @@ func TestDelayWarningOnce(t *testing.T) {
 		}
 		return []string{"down"}
 	}
-	d := &fakeDeliverer{fn: func(p string, rcpts []string) []Result {
+	d := &fakeDeliverer{fn: func(p string, rcpts []string) []delivery.Result {
 		if p == "down" {
 			return allResults(errTemp)(p, rcpts)
 		}
-		return make([]Result, len(rcpts))
+		return make([]delivery.Result, len(rcpts))
 	}}
 	q := openQueue(t, o, d)
 	runQueue(t, q)

@@ -5,13 +5,16 @@ import (
 	"context"
 	"testing"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 )
 
 // nopDeliverer accepts nothing; the benchmarks never run the workers.
 type nopDeliverer struct{}
 
-func (nopDeliverer) Deliver(context.Context, string, *Message, []string) []Result { return nil }
+func (nopDeliverer) Deliver(context.Context, string, *delivery.Message, []string) []delivery.Result {
+	return nil
+}
 
 // openBenchQueue opens a queue in a temporary directory on the disk the
 // tests run on (not tmpfs, if TMPDIR is not): Enqueue really fsyncs.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // call is one Deliver call seen by fakeDeliverer.
@@ -22,11 +24,11 @@ type call struct {
 // fakeDeliverer records calls and answers with fn (nil = accept everything).
 type fakeDeliverer struct {
 	mu    sync.Mutex
-	fn    func(provider string, rcpts []string) []Result
+	fn    func(provider string, rcpts []string) []delivery.Result
 	calls []call
 }
 
-func (f *fakeDeliverer) Deliver(ctx context.Context, provider string, msg *Message, rcpts []string) []Result {
+func (f *fakeDeliverer) Deliver(ctx context.Context, provider string, msg *delivery.Message, rcpts []string) []delivery.Result {
 	b, _ := io.ReadAll(msg.Body)
 	f.mu.Lock()
 	f.calls = append(f.calls, call{provider, append([]string(nil), rcpts...), string(b)})
@@ -35,10 +37,10 @@ func (f *fakeDeliverer) Deliver(ctx context.Context, provider string, msg *Messa
 	if fn != nil {
 		return fn(provider, rcpts)
 	}
-	return make([]Result, len(rcpts))
+	return make([]delivery.Result, len(rcpts))
 }
 
-func (f *fakeDeliverer) setFn(fn func(provider string, rcpts []string) []Result) {
+func (f *fakeDeliverer) setFn(fn func(provider string, rcpts []string) []delivery.Result) {
 	f.mu.Lock()
 	f.fn = fn
 	f.mu.Unlock()
@@ -64,9 +66,9 @@ var errTemp = testErr{code: 451}
 var errPerm = testErr{code: 550, perm: true}
 
 // allResults answers every recipient with err.
-func allResults(err error) func(string, []string) []Result {
-	return func(_ string, rcpts []string) []Result {
-		rs := make([]Result, len(rcpts))
+func allResults(err error) func(string, []string) []delivery.Result {
+	return func(_ string, rcpts []string) []delivery.Result {
+		rs := make([]delivery.Result, len(rcpts))
 		for i := range rs {
 			rs[i].Err = err
 		}
@@ -115,7 +117,7 @@ func testOptions(t *testing.T, dir string) (Options, *logBuffer) {
 }
 
 // openQueue opens a queue and closes it at the end of the test.
-func openQueue(t *testing.T, o Options, d Deliverer) *Queue {
+func openQueue(t *testing.T, o Options, d delivery.Deliverer) *Queue {
 	t.Helper()
 	q, err := Open(o, d)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // heldDeliverer holds every attempt until release is closed, and
@@ -16,7 +18,7 @@ type heldDeliverer struct {
 	started      chan struct{}
 }
 
-func (b *heldDeliverer) Deliver(ctx context.Context, provider string, msg *Message, rcpts []string) []Result {
+func (b *heldDeliverer) Deliver(ctx context.Context, provider string, msg *delivery.Message, rcpts []string) []delivery.Result {
 	n := b.now.Add(1)
 	for {
 		h := b.highest.Load()

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 func TestGetRetryDelete(t *testing.T) {
@@ -67,7 +69,7 @@ type blockingDeliverer struct {
 	release chan struct{}
 }
 
-func (b *blockingDeliverer) Deliver(ctx context.Context, p string, m *Message, r []string) []Result {
+func (b *blockingDeliverer) Deliver(ctx context.Context, p string, m *delivery.Message, r []string) []delivery.Result {
 	b.started <- struct{}{}
 	<-b.release
 	return b.fakeDeliverer.Deliver(ctx, p, m, r)
@@ -103,8 +105,8 @@ func TestOpsOnBusyMessage(t *testing.T) {
 func TestDeadAndRequeue(t *testing.T) {
 	dir := t.TempDir()
 	o, _ := testOptions(t, dir)
-	d := &fakeDeliverer{fn: func(_ string, rcpts []string) []Result {
-		rs := make([]Result, len(rcpts))
+	d := &fakeDeliverer{fn: func(_ string, rcpts []string) []delivery.Result {
+		rs := make([]delivery.Result, len(rcpts))
 		for i, r := range rcpts {
 			if r == "bad@x" {
 				rs[i].Err = errPerm

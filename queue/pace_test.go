@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // timedDeliverer records when each attempt started.
@@ -14,11 +16,11 @@ type timedDeliverer struct {
 	times []time.Time
 }
 
-func (d *timedDeliverer) Deliver(_ context.Context, _ string, _ *Message, rcpts []string) []Result {
+func (d *timedDeliverer) Deliver(_ context.Context, _ string, _ *delivery.Message, rcpts []string) []delivery.Result {
 	d.mu.Lock()
 	d.times = append(d.times, time.Now())
 	d.mu.Unlock()
-	return make([]Result, len(rcpts))
+	return make([]delivery.Result, len(rcpts))
 }
 
 // TestRatePacesAttempts: with rate 20/s, attempts start at least 50ms
@@ -53,7 +55,7 @@ type gateDeliverer struct {
 	release chan struct{}
 }
 
-func (g *gateDeliverer) Deliver(ctx context.Context, p string, m *Message, r []string) []Result {
+func (g *gateDeliverer) Deliver(ctx context.Context, p string, m *delivery.Message, r []string) []delivery.Result {
 	if p == "slow" {
 		<-g.release
 	}

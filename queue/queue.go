@@ -8,7 +8,7 @@
 //   - Each recipient carries its own route (provider names, resolved at
 //     enqueue time by Options.Route) and status. The queue groups the due
 //     recipients of a message by provider, makes one attempt per group
-//     through the Deliverer, moves recipients that failed temporarily to the
+//     through the delivery.Deliverer, moves recipients that failed temporarily to the
 //     next provider of their route, and when the route is exhausted defers them
 //     with Backoff. A permanent failure fails that recipient only.
 //   - An item with all recipients delivered is removed; one with a failed
@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // Options configure a Queue. Dir and Route are required.
@@ -66,7 +68,7 @@ type Options struct {
 // Queue is a durable spool plus the workers that empty it.
 type Queue struct {
 	opts Options
-	d    Deliverer
+	d    delivery.Deliverer
 	fs   FS
 	log  *slog.Logger
 	lock *os.File
@@ -114,9 +116,9 @@ type entry struct {
 // and loads what a previous run left: pending items resume, partial writes
 // are cleaned, broken files go to quarantine/. It does not start delivery;
 // call Run.
-func Open(o Options, d Deliverer) (*Queue, error) {
+func Open(o Options, d delivery.Deliverer) (*Queue, error) {
 	if o.Dir == "" || o.Route == nil || d == nil {
-		return nil, errors.New("queue: Open needs Options.Dir, Options.Route and a Deliverer")
+		return nil, errors.New("queue: Open needs Options.Dir, Options.Route and a delivery.Deliverer")
 	}
 	setDefaults(&o)
 	q := &Queue{

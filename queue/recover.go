@@ -1,6 +1,10 @@
 package queue
 
-import "time"
+import (
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
+)
 
 // Provider recovery.
 //
@@ -23,13 +27,13 @@ import "time"
 // (every recipient deferred with a temporary error) or delivered (at least
 // one accepted). It returns true when a delivery follows a failure, unless
 // the provider was recovered less than queue.retry.initial ago.
-func (q *Queue) noteOutcome(provider string, rs []Result, now time.Time) (recovered bool) {
+func (q *Queue) noteOutcome(provider string, rs []delivery.Result, now time.Time) (recovered bool) {
 	delivered, failed := false, len(rs) > 0
 	for _, r := range rs {
 		if r.Err == nil {
 			delivered = true
 		}
-		if !Temporary(r.Err) {
+		if !delivery.Temporary(r.Err) {
 			failed = false
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // After an outage, the first delivery that succeeds makes every message
@@ -43,20 +45,20 @@ func TestProviderRecovery(t *testing.T) {
 func TestRecoveryRules(t *testing.T) {
 	q := &Queue{opts: Options{Retry: Retry{Initial: time.Minute}}}
 	t0 := time.Now()
-	note := func(at time.Duration, rs ...Result) bool { return q.noteOutcome("p", rs, t0.Add(at)) }
-	if note(0, Result{Err: errPerm}) || note(0, Result{}) {
+	note := func(at time.Duration, rs ...delivery.Result) bool { return q.noteOutcome("p", rs, t0.Add(at)) }
+	if note(0, delivery.Result{Err: errPerm}) || note(0, delivery.Result{}) {
 		t.Fatal("recovery after a permanent failure")
 	}
-	if note(0, Result{Err: errTemp}) || !note(0, Result{}, Result{Err: errTemp}) {
+	if note(0, delivery.Result{Err: errTemp}) || !note(0, delivery.Result{}, delivery.Result{Err: errTemp}) {
 		t.Fatal("no recovery after a temporary failure")
 	}
-	if note(time.Second, Result{}) {
+	if note(time.Second, delivery.Result{}) {
 		t.Fatal("recovery twice")
 	}
-	if note(time.Second, Result{Err: errTemp}) || note(2*time.Second, Result{}) {
+	if note(time.Second, delivery.Result{Err: errTemp}) || note(2*time.Second, delivery.Result{}) {
 		t.Fatal("recovered again within retry.initial of the last recovery")
 	}
-	if note(time.Minute, Result{Err: errTemp}) || !note(time.Minute, Result{}) {
+	if note(time.Minute, delivery.Result{Err: errTemp}) || !note(time.Minute, delivery.Result{}) {
 		t.Fatal("not recovered once retry.initial has passed")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 func TestDeliverRemovesItem(t *testing.T) {
@@ -54,8 +56,8 @@ func readDead(t *testing.T, dir, id string) Item {
 func TestPermanentFailureIsPerRecipient(t *testing.T) {
 	dir := t.TempDir()
 	o, _ := testOptions(t, dir)
-	d := &fakeDeliverer{fn: func(_ string, rcpts []string) []Result {
-		rs := make([]Result, len(rcpts))
+	d := &fakeDeliverer{fn: func(_ string, rcpts []string) []delivery.Result {
+		rs := make([]delivery.Result, len(rcpts))
 		for i, r := range rcpts {
 			if r == "bad@x" {
 				rs[i].Err = errPerm
@@ -86,11 +88,11 @@ func TestPermanentFailureIsPerRecipient(t *testing.T) {
 func TestFailoverToNextProvider(t *testing.T) {
 	o, logs := testOptions(t, t.TempDir())
 	o.Route = routeTo("down", "up")
-	d := &fakeDeliverer{fn: func(p string, rcpts []string) []Result {
+	d := &fakeDeliverer{fn: func(p string, rcpts []string) []delivery.Result {
 		if p == "down" {
 			return allResults(errTemp)(p, rcpts)
 		}
-		return make([]Result, len(rcpts))
+		return make([]delivery.Result, len(rcpts))
 	}}
 	q := openQueue(t, o, d)
 	runQueue(t, q)
@@ -175,7 +177,7 @@ func TestRestartDeliversExactlyOnce(t *testing.T) {
 
 func TestWrongResultCountIsTemporary(t *testing.T) {
 	o, _ := testOptions(t, t.TempDir())
-	d := &fakeDeliverer{fn: func(string, []string) []Result { return nil }}
+	d := &fakeDeliverer{fn: func(string, []string) []delivery.Result { return nil }}
 	q := openQueue(t, o, d)
 	runQueue(t, q)
 	enqueue(t, q, "a@x")
@@ -187,7 +189,7 @@ func TestWrongResultCountIsTemporary(t *testing.T) {
 
 type panicDeliverer struct{}
 
-func (panicDeliverer) Deliver(_ context.Context, p string, m *Message, r []string) []Result {
+func (panicDeliverer) Deliver(_ context.Context, p string, m *delivery.Message, r []string) []delivery.Result {
 	panic("bug")
 }
 
@@ -237,7 +239,7 @@ func TestLoweredMaxAgeExpiresOnTime(t *testing.T) {
 // hangingDeliverer never answers until its context ends.
 type hangingDeliverer struct{ started chan struct{} }
 
-func (h hangingDeliverer) Deliver(ctx context.Context, _ string, _ *Message, rcpts []string) []Result {
+func (h hangingDeliverer) Deliver(ctx context.Context, _ string, _ *delivery.Message, rcpts []string) []delivery.Result {
 	h.started <- struct{}{}
 	<-ctx.Done()
 	return allResults(ctx.Err())("", rcpts)

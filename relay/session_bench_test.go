@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
@@ -28,7 +29,7 @@ func (discardSpool) Enqueue(_ context.Context, _, _ string, _ []string, body io.
 // nopDeliverer never runs: the benchmark does not start the queue's workers.
 type nopDeliverer struct{}
 
-func (nopDeliverer) Deliver(context.Context, string, *queue.Message, []string) []queue.Result {
+func (nopDeliverer) Deliver(context.Context, string, *delivery.Message, []string) []delivery.Result {
 	return nil
 }
 

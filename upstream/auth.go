@@ -19,7 +19,7 @@ import (
 // go-sasl's clients check neither TLS nor what the server offers (G13): both
 // are checked here, before the credentials leave. An AUTH rejection is
 // temporary (DESIGN.md, Upstream error classes) and logged at error level.
-func (d *delivery) auth() error {
+func (d *attempt) auth() error {
 	a := d.p.Auth
 	if a.Mechanism == "" {
 		return nil
@@ -55,7 +55,7 @@ func (d *delivery) auth() error {
 // takes one round trip, where LOGIN is an undocumented draft with two. Both
 // send the password as it is, which is why TLS is verified first. Other
 // mechanisms (CRAM-MD5 ...) are never used.
-func (d *delivery) mechanism() (string, error) {
+func (d *attempt) mechanism() (string, error) {
 	a := d.p.Auth
 	var allowed []string
 	if a.Mechanism == "auto" {
@@ -92,7 +92,7 @@ func (d *delivery) mechanism() (string, error) {
 // is in step and may try AUTH again (RFC 4954 4), so a second dial and TLS
 // handshake would add nothing. A server that closed the connection instead
 // makes a temporary error, and the next attempt uses the new token.
-func (d *delivery) authXOAuth2() error {
+func (d *attempt) authXOAuth2() error {
 	a := d.p.Auth
 	if strings.ContainsAny(a.Username, "\x00\x01") {
 		return configErr("provider %s: the username holds a control character that XOAUTH2 cannot carry", d.name)
@@ -121,7 +121,7 @@ func (d *delivery) authXOAuth2() error {
 }
 
 // accessToken returns an access token from ts, bounded by the timeout.
-func (d *delivery) accessToken(ts *tokenSource, refused string) (string, error) {
+func (d *attempt) accessToken(ts *tokenSource, refused string) (string, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, d.c.timeout())
 	defer cancel()
 	hc := d.c.HTTPClient
@@ -146,7 +146,7 @@ func (d *delivery) accessToken(ts *tokenSource, refused string) (string, error) 
 
 // authFailed logs a refused AUTH loudly and returns it as a temporary error.
 // from says where the credential came from, never what it is.
-func (d *delivery) authFailed(mech string, err error, from, serverErr string) error {
+func (d *attempt) authFailed(mech string, err error, from, serverErr string) error {
 	// Temporary even for 535: a rotated password must not dead-letter the
 	// queue (DESIGN.md, Upstream error classes).
 	e := setupErr("auth", err)

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // The OAuth2 secrets of these tests; none may appear in a log or an error.
@@ -234,7 +234,7 @@ func TestXOAuth2TokenCached(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			msg := &queue.Message{ID: "m", From: "app@example.com", Size: int64(len(body)), Body: strings.NewReader(body)}
+			msg := &delivery.Message{ID: "m", From: "app@example.com", Size: int64(len(body)), Body: strings.NewReader(body)}
 			if r := c.Deliver(ctx, "fake", msg, []string{"b@example.net"}); r[0].Err != nil {
 				t.Errorf("concurrent delivery: %v", r[0].Err)
 			}

@@ -1,6 +1,6 @@
 // Package upstream delivers spooled mail to an upstream provider, one attempt
 // per call, under that provider's exact policy. *Client implements
-// queue.Deliverer.
+// delivery.Deliverer.
 //
 // Contract:
 //   - TLS is never optional. Mode implicit speaks TLS from the first byte;
@@ -49,8 +49,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // Client delivers mail to the providers it knows. Its fields are read-only
@@ -85,7 +85,7 @@ type Client struct {
 	reloaded map[string]*policy.Provider // set by SetProviders; replaces Providers
 }
 
-var _ queue.Deliverer = (*Client)(nil)
+var _ delivery.Deliverer = (*Client)(nil)
 
 const (
 	defaultTimeout     = 2 * time.Minute
@@ -128,14 +128,14 @@ func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 
 // Deliver makes one attempt to hand msg to provider for rcpts. It returns one
 // Result per recipient, in order; see the package comment for the errors.
-func (c *Client) Deliver(ctx context.Context, provider string, msg *queue.Message, rcpts []string) []queue.Result {
-	d := &delivery{
+func (c *Client) Deliver(ctx context.Context, provider string, msg *delivery.Message, rcpts []string) []delivery.Result {
+	d := &attempt{
 		c:       c,
 		ctx:     ctx,
 		name:    provider,
 		msg:     msg,
 		rcpts:   rcpts,
-		results: make([]queue.Result, len(rcpts)),
+		results: make([]delivery.Result, len(rcpts)),
 		pending: make([]bool, len(rcpts)),
 	}
 	if len(rcpts) == 0 {
@@ -161,14 +161,14 @@ func (c *Client) Deliver(ctx context.Context, provider string, msg *queue.Messag
 }
 
 // delivery is the state of one Deliver call.
-type delivery struct {
+type attempt struct {
 	c       *Client
 	ctx     context.Context
 	name    string
 	p       *policy.Provider
-	msg     *queue.Message
+	msg     *delivery.Message
 	rcpts   []string
-	results []queue.Result
+	results []delivery.Result
 	pending []bool // no outcome yet: gets the error that ends the session
 	log     *slog.Logger
 	out     *outgoing // the envelope and body to send, once computed (send.go)
@@ -204,7 +204,7 @@ type session struct {
 
 // run makes the attempt: on an idle connection of the provider if one is
 // alive, else (or if that one fails before MAIL FROM is accepted) on a new one.
-func (d *delivery) run() (err error) {
+func (d *attempt) run() (err error) {
 	if err := d.configure(); err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func (d *delivery) run() (err error) {
 
 // setup secures a new connection as the policy says, says EHLO and
 // authenticates.
-func (d *delivery) setup() (err error) {
+func (d *attempt) setup() (err error) {
 	switch d.p.TLS.Mode {
 	case policy.TLSImplicit:
 		err = d.implicitTLS()
@@ -255,7 +255,7 @@ func configErr(format string, args ...any) *Error {
 
 // configure checks what policy validated already: a wrong config must fail
 // closed here too, never fall back to plaintext or skip AUTH.
-func (d *delivery) configure() error {
+func (d *attempt) configure() error {
 	p := d.c.provider(d.name)
 	switch {
 	case p == nil:
@@ -296,7 +296,7 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (d *delivery) connect() error {
+func (d *attempt) connect() error {
 	addr := d.p.Addr()
 	raw, err := d.c.dial(d.ctx, addr)
 	if err != nil {
@@ -311,7 +311,7 @@ func (d *delivery) connect() error {
 
 // close says QUIT if the session is in step (no error, or the last error was
 // a reply), then closes the connection.
-func (d *delivery) close(err error) {
+func (d *attempt) close(err error) {
 	var e *Error
 	if d.sc != nil && (err == nil || errors.As(err, &e) && e.Code != 0) {
 		d.conn.timeout = min(d.conn.timeout, quitTimeout)
@@ -323,7 +323,7 @@ func (d *delivery) close(err error) {
 
 // hello makes the go-smtp client on conn, reads the greeting (unless conn
 // replays one) and says EHLO.
-func (d *delivery) hello(conn *smtpConn) error {
+func (d *attempt) hello(conn *smtpConn) error {
 	// Never set sc.DebugWriter: it copies AUTH and bodies (G14).
 	d.sc, d.smtp = smtp.NewClient(conn), conn
 	if err := d.sc.Hello(d.c.helloName()); err != nil {
@@ -339,7 +339,7 @@ func (d *delivery) hello(conn *smtpConn) error {
 
 // finish gives every recipient without an outcome the error that ended the
 // session: no recipient is ever left looking delivered by default.
-func (d *delivery) finish(err error) {
+func (d *attempt) finish(err error) {
 	if err == nil {
 		err = &Error{Op: "data", Err: errors.New("upstream: no outcome for this recipient")}
 	}
@@ -349,13 +349,13 @@ func (d *delivery) finish(err error) {
 	}
 	for i, p := range d.pending {
 		if p {
-			d.set(i, queue.Result{Err: err})
+			d.set(i, delivery.Result{Err: err})
 		}
 	}
 }
 
 // set records the outcome for recipient i.
-func (d *delivery) set(i int, r queue.Result) {
+func (d *attempt) set(i int, r delivery.Result) {
 	var e *Error
 	if errors.As(r.Err, &e) {
 		r.Reply = e.reply()

@@ -13,9 +13,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 const password = "s3cret-app-password"
@@ -74,11 +74,11 @@ func newClient(t *testing.T, p *policy.Provider) (*Client, *lockedBuffer) {
 }
 
 // deliver sends body to rcpts through "fake", bounded by 30s.
-func deliver(t *testing.T, c *Client, rcpts ...string) []queue.Result {
+func deliver(t *testing.T, c *Client, rcpts ...string) []delivery.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	msg := &queue.Message{ID: "m1", From: "app@example.com", Size: int64(len(body)), Body: strings.NewReader(body)}
+	msg := &delivery.Message{ID: "m1", From: "app@example.com", Size: int64(len(body)), Body: strings.NewReader(body)}
 	res := c.Deliver(ctx, "fake", msg, rcpts)
 	if len(res) != len(rcpts) {
 		t.Fatalf("%d results for %d recipients", len(res), len(rcpts))
@@ -92,15 +92,15 @@ func deliver(t *testing.T, c *Client, rcpts ...string) []queue.Result {
 }
 
 // wantErr checks that r failed at op, with code, temporary or not.
-func wantErr(t *testing.T, r queue.Result, op string, code int, temporary bool) *Error {
+func wantErr(t *testing.T, r delivery.Result, op string, code int, temporary bool) *Error {
 	t.Helper()
 	var e *Error
 	if !errors.As(r.Err, &e) {
 		t.Fatalf("err = %v, want *upstream.Error", r.Err)
 	}
-	if e.Op != op || e.Code != code || queue.Temporary(r.Err) != temporary {
+	if e.Op != op || e.Code != code || delivery.Temporary(r.Err) != temporary {
 		t.Errorf("err = %v (op %q, code %d, temporary %v); want op %q, code %d, temporary %v",
-			e, e.Op, e.Code, queue.Temporary(r.Err), op, code, temporary)
+			e, e.Op, e.Code, delivery.Temporary(r.Err), op, code, temporary)
 	}
 	return e
 }
@@ -330,7 +330,7 @@ func TestAuthMechanismNotOffered(t *testing.T) {
 
 func TestUnknownProvider(t *testing.T) {
 	c := &Client{}
-	res := c.Deliver(context.Background(), "nope", &queue.Message{Body: strings.NewReader(body)}, []string{"a@example.net"})
+	res := c.Deliver(context.Background(), "nope", &delivery.Message{Body: strings.NewReader(body)}, []string{"a@example.net"})
 	wantErr(t, res[0], "config", 0, true)
 	if res := c.Deliver(context.Background(), "nope", nil, nil); len(res) != 0 {
 		t.Errorf("%d results for no recipients", len(res))

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // BenchmarkDeliver measures one delivery of a 4 KiB message to a local
@@ -41,7 +41,7 @@ func BenchmarkDeliver(b *testing.B) {
 			b.SetBytes(int64(len(msg)))
 			b.ReportAllocs()
 			for b.Loop() {
-				m := &queue.Message{ID: "m1", From: "app@example.com", Size: int64(len(msg)), Body: strings.NewReader(msg)}
+				m := &delivery.Message{ID: "m1", From: "app@example.com", Size: int64(len(msg)), Body: strings.NewReader(msg)}
 				if r := c.Deliver(ctx, "fake", m, rcpts); r[0].Err != nil {
 					b.Fatal(r[0].Err)
 				}

@@ -9,7 +9,7 @@ import (
 )
 
 // Error is a failed step of a delivery attempt. It is temporary unless Perm
-// is set; queue.Temporary reads that through Permanent.
+// is set; delivery.Temporary reads that through Permanent.
 type Error struct {
 	Op   string // dial|tls|greeting|ehlo|starttls|auth|mail|rcpt|data|config
 	Code int    // the SMTP reply code, 0 if the server gave no reply
@@ -28,7 +28,7 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// Permanent reports whether retrying cannot help (queue.Temporary).
+// Permanent reports whether retrying cannot help (delivery.Temporary).
 func (e *Error) Permanent() bool { return e.Perm }
 
 // SMTPCode returns the server's reply code, or 0.

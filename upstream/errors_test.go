@@ -8,7 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/tlsrelay/tlsrelay/queue"
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 func TestClassification(t *testing.T) {
@@ -35,13 +35,13 @@ func TestClassification(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := tc.err
-			if e.SMTPCode() != tc.code || queue.Temporary(e) != tc.temp || e.Permanent() == tc.temp {
-				t.Errorf("code %d, temporary %v; want %d, %v", e.SMTPCode(), queue.Temporary(e), tc.code, tc.temp)
+			if e.SMTPCode() != tc.code || delivery.Temporary(e) != tc.temp || e.Permanent() == tc.temp {
+				t.Errorf("code %d, temporary %v; want %d, %v", e.SMTPCode(), delivery.Temporary(e), tc.code, tc.temp)
 			}
 			if e.Error() != tc.text {
 				t.Errorf("Error() = %q, want %q", e.Error(), tc.text)
 			}
-			if wrapped := fmt.Errorf("attempt: %w", e); queue.Temporary(wrapped) != tc.temp {
+			if wrapped := fmt.Errorf("attempt: %w", e); delivery.Temporary(wrapped) != tc.temp {
 				t.Error("classification lost when wrapped")
 			}
 			var se *smtp.SMTPError

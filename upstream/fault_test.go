@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // scripted serves each connection to a raw loopback listener with handle, for
@@ -71,7 +71,7 @@ func silent(c net.Conn, _ <-chan struct{}) { io.Copy(io.Discard, c) }
 
 // timed runs Deliver once with a bound of 20s and returns its only result
 // and how long it took.
-func timed(t *testing.T, c *Client, ctx context.Context, msg *queue.Message) (queue.Result, time.Duration) {
+func timed(t *testing.T, c *Client, ctx context.Context, msg *delivery.Message) (delivery.Result, time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -80,8 +80,8 @@ func timed(t *testing.T, c *Client, ctx context.Context, msg *queue.Message) (qu
 	return res[0], time.Since(start)
 }
 
-func smallMsg() *queue.Message {
-	return &queue.Message{ID: "m1", From: "app@example.com", Body: strings.NewReader(body)}
+func smallMsg() *delivery.Message {
+	return &delivery.Message{ID: "m1", From: "app@example.com", Body: strings.NewReader(body)}
 }
 
 func TestConnectionRefused(t *testing.T) {
@@ -175,7 +175,7 @@ func TestStalledBodyTimesOut(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
-	msg := &queue.Message{ID: "m1", From: "app@example.com", Body: endless{}}
+	msg := &delivery.Message{ID: "m1", From: "app@example.com", Body: endless{}}
 	r, took := timed(t, c, context.Background(), msg)
 	wantErr(t, r, "data", 0, true)
 	if !errors.Is(r.Err, os.ErrDeadlineExceeded) || took > 10*time.Second {

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.
@@ -86,7 +86,7 @@ func TestSTARTTLSResponseInjectionIgnored(t *testing.T) {
 }
 
 // wantErrOp checks that r failed, temporarily, at one of ops.
-func wantErrOp(t *testing.T, r queue.Result, ops ...string) *Error {
+func wantErrOp(t *testing.T, r delivery.Result, ops ...string) *Error {
 	t.Helper()
 	e, ok := r.Err.(*Error)
 	if !ok {

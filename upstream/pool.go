@@ -191,7 +191,7 @@ func (c *Client) idleCount(provider string) int {
 
 // reuse takes an idle connection to the provider that answers NOOP with
 // 250, closing the ones that do not. It returns false if there is none.
-func (d *delivery) reuse() bool {
+func (d *attempt) reuse() bool {
 	for d.ctx.Err() == nil {
 		s := d.c.pool.take(d.name)
 		if s == nil {
@@ -219,7 +219,7 @@ func (d *delivery) reuse() bool {
 
 // adopt makes s the delivery's session: its deadlines back to Timeout, and
 // closed if ctx ends.
-func (d *delivery) adopt(s *session) {
+func (d *attempt) adopt(s *session) {
 	d.session = *s
 	d.conn.timeout = d.c.timeout()
 	raw := d.raw
@@ -228,7 +228,7 @@ func (d *delivery) adopt(s *session) {
 
 // discard closes the delivery's session without a word and forgets it, so
 // that a new one can be dialled.
-func (d *delivery) discard() {
+func (d *attempt) discard() {
 	d.stop()
 	d.raw.Close()
 	d.session, d.stop, d.mailOK, d.broken = session{}, nil, false, false
@@ -238,7 +238,7 @@ func (d *delivery) discard() {
 // on over a new one: only when the server has not accepted MAIL FROM (so
 // nothing can be delivered twice) and the failure says that the connection
 // is gone (no reply, or 421), not that the server refused the sender.
-func (d *delivery) redial(err error) bool {
+func (d *attempt) redial(err error) bool {
 	var e *Error
 	return err != nil && !d.mailOK && d.ctx.Err() == nil && errors.As(err, &e) &&
 		e.Op == "mail" && !e.Perm && (e.Code == 0 || e.Code == 421)
@@ -250,7 +250,7 @@ func (d *delivery) redial(err error) bool {
 // recipients, a refused MAIL or DATA) is reset first, and the connection
 // kept only if RSET answers 250; after an accepted DATA the transaction is
 // over already, and an RSET would only cost a round trip per message.
-func (d *delivery) release(err error) {
+func (d *attempt) release(err error) {
 	if d.parkable(err) {
 		var rerr error
 		if !d.txnDone || err != nil {
@@ -274,7 +274,7 @@ func (d *delivery) release(err error) {
 // this delivery ended with err: set up as the policy says, under its
 // max_messages_per_connection, never after a 421, and the session in step
 // (no error, or a reply to MAIL or DATA; RCPT replies are per recipient).
-func (d *delivery) parkable(err error) bool {
+func (d *attempt) parkable(err error) bool {
 	if !d.ready || d.broken || d.msgs >= maxMessages(d.p) || d.ctx.Err() != nil {
 		return false
 	}
@@ -292,7 +292,7 @@ func (d *delivery) parkable(err error) bool {
 // EHLO again before its next command. go-smtp has read nothing beyond the
 // last reply (there is no pipelining), and the reply to RSET is read a byte
 // at a time, so that nothing after it is taken from go-smtp's reader either.
-func (d *delivery) rset() error {
+func (d *attempt) rset() error {
 	d.conn.timeout = min(d.conn.timeout, quitTimeout)
 	defer func() { d.conn.timeout = d.c.timeout() }()
 	if _, err := io.WriteString(d.smtp, "RSET\r\n"); err != nil {

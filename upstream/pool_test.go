@@ -15,9 +15,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // reusing is a Client for a provider that keeps connections: the fake with
@@ -39,19 +39,19 @@ func numbered(n int) string {
 }
 
 // send delivers message n to one recipient through "fake" (bounded by 20s).
-func send(t *testing.T, c *Client, n int) queue.Result {
+func send(t *testing.T, c *Client, n int) delivery.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	b := numbered(n)
-	msg := &queue.Message{ID: fmt.Sprint("m", n), From: "app@example.com", Size: int64(len(b)), Body: strings.NewReader(b)}
+	msg := &delivery.Message{ID: fmt.Sprint("m", n), From: "app@example.com", Size: int64(len(b)), Body: strings.NewReader(b)}
 	return c.Deliver(ctx, "fake", msg, []string{"b@example.net"})[0]
 }
 
 // sendOK delivers messages from..to and fails the test unless each is accepted.
-func sendOK(t *testing.T, c *Client, from, to int) []queue.Result {
+func sendOK(t *testing.T, c *Client, from, to int) []delivery.Result {
 	t.Helper()
-	var rs []queue.Result
+	var rs []delivery.Result
 	for n := from; n <= to; n++ {
 		r := send(t, c, n)
 		if r.Err != nil {
@@ -176,7 +176,7 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 	sendOK(t, c, 1, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	msg := &queue.Message{ID: "o", From: "a@example.com", Body: strings.NewReader(body)}
+	msg := &delivery.Message{ID: "o", From: "a@example.com", Body: strings.NewReader(body)}
 	if r := c.Deliver(ctx, "other", msg, []string{"b@example.net"}); r[0].Err != nil {
 		t.Fatal(r[0].Err)
 	}

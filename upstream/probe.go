@@ -24,8 +24,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // Probe defaults.
@@ -139,7 +139,7 @@ type prober struct {
 	o      ProbeOptions
 	p      *policy.Provider
 	parent context.Context // the caller's: the diagnosis outlives the session's deadline
-	d      *delivery
+	d      *attempt
 	r      *ProbeReport
 	tc     *tls.Conn // the session's TLS connection, once made
 	// certAsked: the server asked for a client certificate in a handshake
@@ -164,10 +164,10 @@ func Probe(ctx context.Context, p *policy.Provider, o ProbeOptions) *ProbeReport
 	defer cancel()
 	c := &Client{Providers: map[string]*policy.Provider{p.Name: p}, HelloName: o.HelloName,
 		Timeout: o.Timeout, Dial: o.Dial, Log: slog.New(slog.DiscardHandler)}
-	pr := &prober{o: o, p: p, parent: ctx, r: r, d: &delivery{
+	pr := &prober{o: o, p: p, parent: ctx, r: r, d: &attempt{
 		c: c, ctx: sctx, name: p.Name, log: c.Log,
 		// A placeholder that configure wants; the probe never sends a message.
-		msg: &queue.Message{Body: strings.NewReader("")},
+		msg: &delivery.Message{Body: strings.NewReader("")},
 	}}
 	if err := pr.session(); err != nil {
 		pr.diagnose(err)

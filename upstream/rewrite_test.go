@@ -10,9 +10,9 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 const rewriteTo = "noreply@verified.example"
@@ -100,7 +100,7 @@ func rewriteDeliver(t *testing.T, rewrite, sender, msgBody string) (smtptest.Mes
 	c, logs := newClient(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	msg := &queue.Message{ID: "m1", From: sender, Size: int64(len(msgBody)), Body: strings.NewReader(msgBody)}
+	msg := &delivery.Message{ID: "m1", From: sender, Size: int64(len(msgBody)), Body: strings.NewReader(msgBody)}
 	if r := c.Deliver(ctx, "fake", msg, []string{"b@example.net"}); r[0].Err != nil {
 		t.Fatal(r[0].Err)
 	}
@@ -128,8 +128,8 @@ func TestRewriteSenderDelivery(t *testing.T) {
 
 func TestRewriteSenderSize(t *testing.T) {
 	in := "From: App <app@example.com>\r\n\r\nbody\r\n"
-	d := &delivery{p: &policy.Provider{RewriteSender: rewriteTo}, log: slog.New(slog.DiscardHandler),
-		msg: &queue.Message{From: "app@example.com", Size: int64(len(in)), Body: strings.NewReader(in)}}
+	d := &attempt{p: &policy.Provider{RewriteSender: rewriteTo}, log: slog.New(slog.DiscardHandler),
+		msg: &delivery.Message{From: "app@example.com", Size: int64(len(in)), Body: strings.NewReader(in)}}
 	from, body, size, err := d.envelope()
 	if err != nil {
 		t.Fatal(err)

@@ -10,11 +10,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/tlsrelay/tlsrelay/queue"
+	"github.com/tlsrelay/tlsrelay/delivery"
 )
 
 // send runs MAIL, RCPT for each recipient and, if any was accepted, DATA.
-func (d *delivery) send() error {
+func (d *attempt) send() error {
 	if d.out == nil {
 		from, body, size, err := d.envelope()
 		if err != nil {
@@ -48,7 +48,7 @@ func (d *delivery) send() error {
 		return err
 	}
 	for _, i := range accepted {
-		d.set(i, queue.Result{Reply: reply})
+		d.set(i, delivery.Result{Reply: reply})
 	}
 	d.log.Debug("upstream accepted", "recipients", len(accepted), "reply", reply)
 	return nil
@@ -68,7 +68,7 @@ type outgoing struct {
 // one to a provider that does not offer 8BITMIME: the relay does not
 // down-convert, and raw 8-bit octets to a 7-bit server are a protocol
 // violation (security.md T10). Permanent: retrying cannot help.
-func (d *delivery) bodyType(opts *smtp.MailOptions) error {
+func (d *attempt) bodyType(opts *smtp.MailOptions) error {
 	if !d.out.eightBit {
 		return nil
 	}
@@ -83,7 +83,7 @@ func (d *delivery) bodyType(opts *smtp.MailOptions) error {
 
 // mailOptions checks the envelope sender and asks for SMTPUTF8 if any
 // address needs it.
-func (d *delivery) mailOptions(opts *smtp.MailOptions, from string) error {
+func (d *attempt) mailOptions(opts *smtp.MailOptions, from string) error {
 	if err := checkAddr(from); err != nil {
 		return &Error{Op: "mail", Perm: true, Err: fmt.Errorf("sender %q: %w", from, err)}
 	}
@@ -101,11 +101,11 @@ func (d *delivery) mailOptions(opts *smtp.MailOptions, from string) error {
 
 // rcptAll returns the indexes of the accepted recipients. A refused one gets
 // its outcome at once; a failure without a reply ends the session.
-func (d *delivery) rcptAll() ([]int, error) {
+func (d *attempt) rcptAll() ([]int, error) {
 	var accepted []int
 	for i, to := range d.rcpts {
 		if err := checkAddr(to); err != nil {
-			d.set(i, queue.Result{Err: &Error{Op: "rcpt", Perm: true, Err: fmt.Errorf("recipient %q: %w", to, err)}})
+			d.set(i, delivery.Result{Err: &Error{Op: "rcpt", Perm: true, Err: fmt.Errorf("recipient %q: %w", to, err)}})
 			continue
 		}
 		if err := d.sc.Rcpt(to, nil); err != nil {
@@ -113,7 +113,7 @@ func (d *delivery) rcptAll() ([]int, error) {
 			if e.Code == 0 {
 				return nil, e // every recipient still pending gets it
 			}
-			d.set(i, queue.Result{Err: e})
+			d.set(i, delivery.Result{Err: e})
 			continue
 		}
 		accepted = append(accepted, i)
@@ -122,7 +122,7 @@ func (d *delivery) rcptAll() ([]int, error) {
 }
 
 // data sends the body and returns the server's final reply.
-func (d *delivery) data(body io.Reader) (string, error) {
+func (d *attempt) data(body io.Reader) (string, error) {
 	w, err := d.sc.Data()
 	if err != nil {
 		return "", replyErr("data", err)
@@ -177,7 +177,7 @@ const maxRewriteHeader = 64 << 10
 // (a bounce) is never rewritten. A header block larger than
 // maxRewriteHeader, or one without an end, is sent unchanged (logged); the
 // envelope sender is rewritten all the same.
-func (d *delivery) envelope() (from string, body io.Reader, size int64, err error) {
+func (d *attempt) envelope() (from string, body io.Reader, size int64, err error) {
 	from, body, size = d.msg.From, d.msg.Body, d.msg.Size
 	addr := d.p.RewriteSender
 	if addr == "" || from == "" {

@@ -10,18 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // deliverBody sends body (as given: a seekable or not reader) to one
 // recipient through "fake".
-func deliverBody(t *testing.T, c *Client, body io.Reader, size int) queue.Result {
+func deliverBody(t *testing.T, c *Client, body io.Reader, size int) delivery.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	msg := &queue.Message{ID: "m1", From: "app@example.com", Size: int64(size), Body: body}
+	msg := &delivery.Message{ID: "m1", From: "app@example.com", Size: int64(size), Body: body}
 	return c.Deliver(ctx, "fake", msg, []string{"b@example.net"})[0]
 }
 
@@ -89,10 +89,10 @@ func TestT12OutboundInvariant(t *testing.T) {
 	c, _ := newClient(t, p)
 	for _, bad := range []string{"a\nb\r\n", "a\rb\r\n", "a\x00b\r\n", "ok\r\nend\r"} {
 		body := "Subject: x\r\n\r\n" + bad
-		if r := deliverBody(t, c, strings.NewReader(body), len(body)); !strings.Contains(errText(r), "5.6.0") || queue.Temporary(r.Err) {
+		if r := deliverBody(t, c, strings.NewReader(body), len(body)); !strings.Contains(errText(r), "5.6.0") || delivery.Temporary(r.Err) {
 			t.Errorf("seekable %q: %v, want a permanent 5.6.0", bad, r.Err)
 		}
-		if r := deliverBody(t, c, hideSeek{strings.NewReader(body)}, len(body)); !strings.Contains(errText(r), "5.6.0") || queue.Temporary(r.Err) {
+		if r := deliverBody(t, c, hideSeek{strings.NewReader(body)}, len(body)); !strings.Contains(errText(r), "5.6.0") || delivery.Temporary(r.Err) {
 			t.Errorf("stream %q: %v, want a permanent 5.6.0", bad, r.Err)
 		}
 	}
@@ -108,7 +108,7 @@ func TestT12OutboundInvariant(t *testing.T) {
 	}
 }
 
-func errText(r queue.Result) string {
+func errText(r delivery.Result) string {
 	if r.Err == nil {
 		return ""
 	}

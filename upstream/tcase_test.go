@@ -3,9 +3,9 @@ package upstream
 import (
 	"testing"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // security.md (b), the relay as a client (T40, T49-T59). Most were proved by
@@ -38,7 +38,7 @@ func TestT54ModeMismatch(t *testing.T) {
 			s := smtptest.Start(t, smtptest.Options{Mode: tc.server, Users: users})
 			c, _ := newClient(t, fakeProvider(s, tc.mode, "plain"))
 			r := deliver(t, c, "b@example.net")[0]
-			if r.Err == nil || !queue.Temporary(r.Err) {
+			if r.Err == nil || !delivery.Temporary(r.Err) {
 				t.Fatalf("result %+v, want a temporary error", r)
 			}
 			if a, m := s.AuthAttempts(), s.MailAttempts(); a+m != 0 {

@@ -26,7 +26,7 @@ func serverName(p *policy.Provider) string {
 	return p.Host
 }
 
-func (d *delivery) serverName() string { return serverName(d.p) }
+func (d *attempt) serverName() string { return serverName(d.p) }
 
 // TLSConfig is a provider's TLS policy as a crypto/tls client config: the
 // one builder for delivery and for `tlsrelay probe`. It sets the server
@@ -123,7 +123,7 @@ func checkState(p *policy.Provider, st tls.ConnectionState) error {
 
 // tlsErr is a TLS policy failure: temporary, with the exact reason and where
 // to look next. It never leads to a plaintext attempt.
-func (d *delivery) tlsErr(err error) *Error {
+func (d *attempt) tlsErr(err error) *Error {
 	return &Error{Op: "tls", Err: fmt.Errorf(
 		"provider %s at %s (server name %q): %w; run `tlsrelay probe %s` to see what the server offers",
 		d.name, d.p.Addr(), d.serverName(), err, d.name)}
@@ -131,7 +131,7 @@ func (d *delivery) tlsErr(err error) *Error {
 
 // implicitTLS runs the handshake on the fresh connection, then the SMTP
 // session inside it.
-func (d *delivery) implicitTLS() error {
+func (d *attempt) implicitTLS() error {
 	tc := tls.Client(d.conn, tlsConfig(d.p, d.log))
 	if err := d.handshake(tc); err != nil {
 		return err
@@ -144,7 +144,7 @@ func (d *delivery) implicitTLS() error {
 // existing client, and its NewClientStartTLS would say EHLO as "localhost"
 // and handshake lazily (security.md a2), so the STARTTLS command and the
 // handshake are done here.
-func (d *delivery) startTLS() error {
+func (d *attempt) startTLS() error {
 	pre := newSMTPConn(d.conn)
 	if err := d.hello(pre); err != nil {
 		return err
@@ -172,7 +172,7 @@ func (d *delivery) startTLS() error {
 // handshake completes and checks the TLS handshake before anything else is
 // sent. go-smtp's own handshake is lazy, and its TLSConnectionState reports
 // ok before it (G13), so it is done here, bounded by ctx and the deadlines.
-func (d *delivery) handshake(tc *tls.Conn) error {
+func (d *attempt) handshake(tc *tls.Conn) error {
 	if err := tc.HandshakeContext(d.ctx); err != nil {
 		return d.tlsErr(explain(err, d.p))
 	}
@@ -193,7 +193,7 @@ func (d *delivery) handshake(tc *tls.Conn) error {
 // required, bad or unknown) arrives with the first read: the greeting.
 type alertConn struct {
 	*tls.Conn
-	d *delivery
+	d *attempt
 }
 
 func (c *alertConn) Read(p []byte) (int, error) {

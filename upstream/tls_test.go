@@ -12,30 +12,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 // deliverVia sends body to rcpt through the named provider of c, bounded by 30s.
-func deliverVia(t *testing.T, c *Client, provider, rcpt string) queue.Result {
+func deliverVia(t *testing.T, c *Client, provider, rcpt string) delivery.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	msg := &queue.Message{ID: "m-" + provider, From: "app@example.com", Size: int64(len(body)), Body: strings.NewReader(body)}
+	msg := &delivery.Message{ID: "m-" + provider, From: "app@example.com", Size: int64(len(body)), Body: strings.NewReader(body)}
 	return c.Deliver(ctx, provider, msg, []string{rcpt})[0]
 }
 
 // wantTLSErr checks that r failed in the TLS layer with every text in want,
 // the probe hint, and that the server saw neither AUTH nor MAIL.
-func wantTLSErr(t *testing.T, r queue.Result, s *smtptest.Server, want ...string) {
+func wantTLSErr(t *testing.T, r delivery.Result, s *smtptest.Server, want ...string) {
 	t.Helper()
 	if r.Err == nil {
 		t.Fatalf("delivered (TLS %s), want a TLS error", r.TLS)
 	}
 	msg := r.Err.Error()
 	t.Logf("error: %s", msg)
-	if !queue.Temporary(r.Err) {
+	if !delivery.Temporary(r.Err) {
 		t.Errorf("TLS error is permanent: %v", msg)
 	}
 	for _, w := range append(want, "tlsrelay probe") {
@@ -48,7 +48,7 @@ func wantTLSErr(t *testing.T, r queue.Result, s *smtptest.Server, want ...string
 	}
 }
 
-func wantDelivered(t *testing.T, r queue.Result, tlsPrefix string) {
+func wantDelivered(t *testing.T, r delivery.Result, tlsPrefix string) {
 	t.Helper()
 	if r.Err != nil {
 		t.Fatalf("delivery failed: %v", r.Err)

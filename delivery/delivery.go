@@ -1,4 +1,9 @@
-package queue
+// Package delivery holds the contract between the spool and the delivery
+// side, as database/sql/driver does for database/sql: the queue hands a
+// Message to a Deliverer and gets a Result per recipient back. It imports
+// none of the relay's packages, so that queue and upstream each import it
+// and neither imports the other (docs/design.md, "Packages").
+package delivery
 
 import (
 	"context"
@@ -14,7 +19,7 @@ import (
 // implementation that returns a slice of the wrong length is treated as a
 // temporary failure for every recipient.
 //
-// *upstream.Client implements it.
+// *upstream.Client implements it; *queue.Queue calls it.
 type Deliverer interface {
 	Deliver(ctx context.Context, provider string, msg *Message, rcpts []string) []Result
 }
@@ -52,8 +57,9 @@ func Temporary(err error) bool {
 	return true
 }
 
-// smtpCode returns the SMTP reply code an error carries, or 0.
-func smtpCode(err error) int {
+// SMTPCode returns the SMTP reply code an error carries (through a method
+// SMTPCode() int anywhere in its chain), or 0.
+func SMTPCode(err error) int {
 	var c interface{ SMTPCode() int }
 	if errors.As(err, &c) {
 		return c.SMTPCode()
