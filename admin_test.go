@@ -101,7 +101,7 @@ func TestReadyzQueueThreshold(t *testing.T) {
 		t.Fatalf("health while over the threshold: nil error, output %q", out.String())
 	}
 	// The TCP admin endpoint serves the same API.
-	resp, err := http.Get("http://" + r.app.adminAddr + "/healthz")
+	resp, err := http.Get("http://" + r.app.AdminAddr() + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("admin.addr /healthz: %v %v", resp, err)
 	}

@@ -8,44 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/tlsrelay/tlsrelay/admin"
 	"github.com/tlsrelay/tlsrelay/delivery"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
-
-// controlSocket is the Unix socket in the spool directory where `serve`
-// answers the queue API (package admin). The spool's permissions guard it,
-// and it needs no port or config key: `tlsrelay queue` finds it from
-// queue.dir.
-func controlSocket(spoolDir string) string { return filepath.Join(spoolDir, "control.sock") }
-
-// serveControl serves the admin API (queue commands, health) on the control
-// socket. The spool lock is already held, so a socket file left there is
-// stale.
-func serveControl(spoolDir string, h http.Handler) (stop func(), err error) {
-	path := controlSocket(spoolDir)
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
-	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx) // a flush still waiting is cut short; its client sees an error
-		os.Remove(path)
-	}, nil
-}
 
 // controlClient talks to a running relay's control socket.
 type controlClient struct {
@@ -54,7 +22,7 @@ type controlClient struct {
 }
 
 func newControlClient(spoolDir string) *controlClient {
-	path := controlSocket(spoolDir)
+	path := admin.SocketPath(spoolDir)
 	return &controlClient{path: path, http: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -139,7 +107,7 @@ func offlineQueue(dir string, route func(from, rcpt string) []string) (*queue.Qu
 	q, err := queue.Open(queue.Options{Dir: dir, Route: route}, noDeliverer{})
 	if err != nil && strings.Contains(err.Error(), "in use by another tlsrelay") {
 		return nil, fmt.Errorf("a relay holds %s but does not answer on %s; is it starting or stopping? %w",
-			dir, controlSocket(dir), err)
+			dir, admin.SocketPath(dir), err)
 	}
 	return q, err
 }

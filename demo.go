@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/daemon"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
 )
@@ -99,19 +100,19 @@ func demoDir(dir string) (string, func(), error) {
 }
 
 func runDemo(ctx context.Context, cfg *policy.Config, up *smtptest.Server, once bool, stdout, stderr io.Writer) error {
-	a, err := newApp(cfg, newLogger(cfg.Log, stderr))
+	a, err := daemon.New(cfg, daemon.NewLogger(cfg.Log, stderr))
 	if err != nil {
 		return err
 	}
-	l, err := listenSMTP(ctx, cfg.Listen.Addr)
+	l, err := daemon.Listen(ctx, cfg.Listen.Addr)
 	if err != nil {
-		a.q.Close()
+		a.Close()
 		return err
 	}
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- a.run(rctx, l) }()
+	go func() { done <- a.Run(rctx, l) }()
 	relayAddr := l.Addr().String()
 	fmt.Fprintf(stdout, "relay:    listening on %s (plain SMTP, as a legacy app expects)\n", relayAddr)
 	fmt.Fprintf(stdout, "upstream: %s (STARTTLS required, certificate from the demo CA, AUTH PLAIN)\n", up.Addr())

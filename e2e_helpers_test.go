@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/daemon"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
 	"github.com/tlsrelay/tlsrelay/queue"
@@ -122,7 +123,7 @@ func startUpstream(t *testing.T, o smtptest.Options) *smtptest.Server {
 // runningRelay is an app serving on a loopback port for one test.
 type runningRelay struct {
 	addr string
-	app  *app
+	app  *daemon.Daemon
 	logs *syncBuffer
 	stop func() // stops it and waits; safe to call twice
 }
@@ -130,9 +131,9 @@ type runningRelay struct {
 func startRelay(t *testing.T, cfg *policy.Config) *runningRelay {
 	t.Helper()
 	logs := &syncBuffer{}
-	a, err := newApp(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
-		t.Fatalf("newApp: %v", err)
+		t.Fatalf("daemon.New: %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,7 +141,7 @@ func startRelay(t *testing.T, cfg *policy.Config) *runningRelay {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, l) }()
+	go func() { done <- a.Run(ctx, l) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -179,8 +180,8 @@ func (r *runningRelay) waitQueue(t *testing.T, what string, cond func([]queue.It
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.app.q.WaitFor(ctx, cond); err != nil {
-		t.Fatalf("waiting for %s: %v\nqueue: %+v\nlog:\n%s", what, err, r.app.q.List(), r.logs)
+	if err := r.app.Queue().WaitFor(ctx, cond); err != nil {
+		t.Fatalf("waiting for %s: %v\nqueue: %+v\nlog:\n%s", what, err, r.app.Queue().List(), r.logs)
 	}
 }
 

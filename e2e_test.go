@@ -87,7 +87,7 @@ func TestE2EUpstreamDownThenUp(t *testing.T) {
 	}
 	r.send(t, trickyBody, "a@example.org")
 	r.waitQueue(t, "a deferral", deferredOnce)
-	if e := r.app.q.List()[0].Rcpts[0].LastError; !strings.Contains(e, "connection refused") {
+	if e := r.app.Queue().List()[0].Rcpts[0].LastError; !strings.Contains(e, "connection refused") {
 		t.Fatalf("last error %q, want a refused connection", e)
 	}
 	if err := up.Up(); err != nil {

@@ -38,7 +38,7 @@ func TestQueueListWhileLoading(t *testing.T) {
 		t.Fatalf("GET /queue: %d, %s %q; want 200 and 3", rec.Code, admin.LoadingHeader, got)
 	}
 	sock := t.TempDir()
-	stop, err := serveControl(sock, admin.Handler(admin.Options{Queue: loadingQueue{q}}))
+	stop, err := admin.ServeSocket(sock, admin.Handler(admin.Options{Queue: loadingQueue{q}}))
 	if err != nil {
 		t.Fatal(err)
 	}

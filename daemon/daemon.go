@@ -1,4 +1,9 @@
-package main
+// Package daemon runs the relay: it wires a config into the inbound server
+// (relay), the spool and its workers (queue), the delivery client
+// (upstream) and the admin endpoints (admin), and reloads the config on
+// SIGHUP. It is the only package besides main that imports all of them
+// (docs/design.md, Packages and imports).
+package daemon
 
 import (
 	"context"
@@ -30,8 +35,9 @@ var (
 // stop signal; the queue has its own StopTimeout for in-flight deliveries.
 const drainTimeout = 30 * time.Second
 
-// app is one running relay: the inbound server, the spool and its workers.
-type app struct {
+// Daemon is one running relay: the inbound server, the spool and its
+// workers, the admin endpoints, and the configuration in force.
+type Daemon struct {
 	cfg     *policy.Config
 	log     *slog.Logger
 	q       *queue.Queue
@@ -49,16 +55,17 @@ type app struct {
 }
 
 // route resolves a recipient with the configuration in force.
-func (a *app) route(from, rcpt string) []string { return a.live.Load().Route(from, rcpt) }
+func (a *Daemon) route(from, rcpt string) []string { return a.live.Load().Route(from, rcpt) }
 
-// newApp wires the packages for cfg. It opens (and locks) the spool.
-func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
+// New wires the packages for cfg. It opens (and locks) the spool; Run
+// serves, or Close releases the spool without serving.
+func New(cfg *policy.Config, log *slog.Logger) (*Daemon, error) {
 	metrics := admin.NewMetrics()
 	log = slog.New(metrics.Handler(log.Handler())) // the log's events feed the counters
 	for _, w := range cfg.Warnings() {
 		log.Warn("config", "warning", w)
 	}
-	a := &app{cfg: cfg, log: log, metrics: metrics}
+	a := &Daemon{cfg: cfg, log: log, metrics: metrics}
 	a.live.Store(cfg)
 	a.up = &upstream.Client{
 		Providers: cfg.Providers,
@@ -106,10 +113,10 @@ func newApp(cfg *policy.Config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
-// run serves on l and delivers until ctx ends, then drains: new connections
+// Run serves on l and delivers until ctx ends, then drains: new connections
 // get 421, open sessions may finish (drainTimeout), in-flight deliveries may
 // finish (the queue's StopTimeout). Mail not yet delivered stays on disk.
-func (a *app) run(ctx context.Context, l net.Listener) error {
+func (a *Daemon) Run(ctx context.Context, l net.Listener) error {
 	qctx, stopQueue := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
 	go func() { qdone <- a.q.Run(qctx) }()
@@ -118,7 +125,7 @@ func (a *app) run(ctx context.Context, l net.Listener) error {
 		<-qdone
 		a.up.Close() // the idle upstream connections, once nothing delivers
 	}
-	stopControl, err := serveControl(a.cfg.Queue.Dir, a.adminHandler())
+	stopControl, err := admin.ServeSocket(a.cfg.Queue.Dir, a.adminHandler())
 	if err != nil {
 		stopWorkers()
 		a.q.Close()
@@ -135,7 +142,7 @@ func (a *app) run(ctx context.Context, l net.Listener) error {
 	go func() { sdone <- a.srv.Serve(l) }()
 	a.listening.Store(true)
 	a.log.Info("listening", "addr", l.Addr().String(), "spool", a.cfg.Queue.Dir, "queued", a.queued(),
-		"control", controlSocket(a.cfg.Queue.Dir))
+		"control", admin.SocketPath(a.cfg.Queue.Dir))
 
 	var serveErr error
 	select {
@@ -160,8 +167,8 @@ func (a *app) run(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// newLogger builds the slog logger that cfg.Log asks for.
-func newLogger(cfg policy.Log, w io.Writer) *slog.Logger {
+// NewLogger builds the slog logger that cfg.Log asks for.
+func NewLogger(cfg policy.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
 		level = slog.LevelInfo
@@ -173,59 +180,40 @@ func newLogger(cfg policy.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// cmdServe runs the relay from a config file until SIGINT or SIGTERM.
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("serve", stderr)
-	path := fs.String("config", "relay.yaml", "config file")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file when serve stops (for go tool pprof)")
-	memProfile := fs.String("memprofile", "", "write an allocation profile to this file when serve stops")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
-	if err != nil {
-		return err
-	}
-	err = serveConfig(ctx, *path, stderr)
-	if perr := stopProfiles(); perr != nil && err == nil {
-		err = perr
-	}
-	return err
-}
-
-// serveConfig loads the config at path and runs the relay until ctx ends.
-func serveConfig(ctx context.Context, path string, stderr io.Writer) error {
+// Serve loads the config at path and runs the relay until ctx ends,
+// reloading the file on SIGHUP.
+func Serve(ctx context.Context, path string, stderr io.Writer) error {
 	cfg, err := policy.Load(path, os.LookupEnv)
 	if err != nil {
 		return fmt.Errorf("%s is not valid:\n%w", path, err)
 	}
-	log := newLogger(cfg.Log, stderr)
-	a, err := newApp(cfg, log)
+	log := NewLogger(cfg.Log, stderr)
+	a, err := New(cfg, log)
 	if err != nil {
 		return err
 	}
-	l, err := listenSMTP(ctx, cfg.Listen.Addr)
+	l, err := Listen(ctx, cfg.Listen.Addr)
 	if err != nil {
 		a.q.Close()
 		return fmt.Errorf("listen on %s (listen.addr): %w", cfg.Listen.Addr, err)
 	}
-	stop := a.reloadOnHUP(ctx, path, os.LookupEnv)
+	stop := a.ReloadOnHUP(ctx, path, os.LookupEnv)
 	defer stop()
-	return a.run(ctx, l)
+	return a.Run(ctx, l)
 }
 
-// listenSMTP listens for the apps' SMTP sessions. TCP keep-alive is off:
+// Listen listens for the apps' SMTP sessions. TCP keep-alive is off:
 // every session is bounded by read_timeout and session_timeout already, and
 // keep-alive costs four setsockopt calls on each accepted connection (one
 // per message, for the apps that send one message per session).
-func listenSMTP(ctx context.Context, addr string) (net.Listener, error) {
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(ctx, "tcp", addr)
 }
 
 // queued is how many messages the spool holds, counting those a background
 // load has not read yet.
-func (a *app) queued() int {
+func (a *Daemon) queued() int {
 	s := a.q.Stats()
 	return s.Items + s.Loading
 }
@@ -241,3 +229,12 @@ func providerLimits(cfg *policy.Config) (map[string]int, map[string]queue.Rate) 
 	}
 	return conns, rates
 }
+
+// Close releases the spool of a Daemon that New made and Run never ran.
+func (a *Daemon) Close() error { return a.q.Close() }
+
+// Queue is the daemon's spool, for tests and the demo to watch.
+func (a *Daemon) Queue() *queue.Queue { return a.q }
+
+// AdminAddr is where admin.addr listens once Run has started it, or "".
+func (a *Daemon) AdminAddr() string { return a.adminAddr }

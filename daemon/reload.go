@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 	"github.com/tlsrelay/tlsrelay/policy"
 )
 
-// reloadOnHUP reloads the config file on each SIGHUP until ctx ends or
+// ReloadOnHUP reloads the config file on each SIGHUP until ctx ends or
 // stop is called.
-func (a *app) reloadOnHUP(ctx context.Context, path string, env func(string) (string, bool)) (stop func()) {
+func (a *Daemon) ReloadOnHUP(ctx context.Context, path string, env func(string) (string, bool)) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -23,7 +23,7 @@ func (a *app) reloadOnHUP(ctx context.Context, path string, env func(string) (st
 		for {
 			select {
 			case <-hup:
-				a.reload(path, env)
+				a.Reload(path, env)
 			case <-ctx.Done():
 				return
 			case <-done:
@@ -37,7 +37,7 @@ func (a *app) reloadOnHUP(ctx context.Context, path string, env func(string) (st
 	}
 }
 
-// reload loads path again (credential files and environment variables
+// Reload loads path again (credential files and environment variables
 // included) and applies it to new work: providers (hosts, TLS policy,
 // credentials) for the next delivery attempt, routes and default for the
 // next recipient; each provider's max_connections and rate, and
@@ -45,7 +45,7 @@ func (a *app) reloadOnHUP(ctx context.Context, path string, env func(string) (st
 // started. A file that does not load is logged and the running
 // configuration stays. Settings that need a restart (listen, the rest of
 // queue, admin, log) are named in a warning and keep their running values.
-func (a *app) reload(path string, env func(string) (string, bool)) {
+func (a *Daemon) Reload(path string, env func(string) (string, bool)) {
 	cfg, err := policy.Load(path, env)
 	if err != nil {
 		a.log.Error("reload failed; the running configuration stays", "file", path, "error", err)

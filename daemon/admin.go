@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 // registerGauges adds the metrics read at scrape time: queue depth and
 // age, and each provider's certificate expiry.
-func (a *app) registerGauges() {
+func (a *Daemon) registerGauges() {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tlsrelay_" + name, Help: help}, f)
 	}
@@ -40,7 +40,7 @@ func (a *app) registerGauges() {
 // certExpiry reports each provider's certificate expiry, and nothing for a
 // provider not yet connected to (a 0 would read as "expired").
 type certExpiry struct {
-	a    *app
+	a    *Daemon
 	desc *prometheus.Desc
 }
 
@@ -56,7 +56,7 @@ func (c certExpiry) Collect(ch chan<- prometheus.Metric) {
 
 // ready is /readyz: listening, not draining, the spool takes writes, and
 // (only if admin.ready_max_queue is set) the queue is not over it.
-func (a *app) ready() error {
+func (a *Daemon) ready() error {
 	switch {
 	case !a.listening.Load():
 		return errors.New("not listening yet")
@@ -74,12 +74,12 @@ func (a *app) ready() error {
 }
 
 // adminHandler is the API served on the control socket and on admin.addr.
-func (a *app) adminHandler() http.Handler {
+func (a *Daemon) adminHandler() http.Handler {
 	return admin.Handler(admin.Options{Queue: a.q, Metrics: a.metrics, Ready: a.ready})
 }
 
 // serveAdmin serves the admin API on admin.addr, if set, until stop.
-func (a *app) serveAdmin() (stop func(), err error) {
+func (a *Daemon) serveAdmin() (stop func(), err error) {
 	if a.cfg.Admin.Addr == "" {
 		return func() {}, nil
 	}
