@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/admin"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 )
 
@@ -20,7 +21,7 @@ func get(t *testing.T, spool, path string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://tlsrelay"+path, nil)
-	resp, err := newControlClient(spool).http.Do(req)
+	resp, err := admin.NewClient(spool).Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/admin"
 )
 
 // cmdHealth asks a running relay whether it is ready (its /readyz) through
@@ -27,19 +27,12 @@ func cmdHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c := newControlClient(spool)
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://tlsrelay/readyz", nil)
+	c := admin.NewClient(spool)
+	ready, text, err := c.Ready(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("unhealthy: no relay answers on %s: %w", c.Path(), err)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("unhealthy: no relay answers on %s: %w", c.path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	text := strings.TrimSpace(string(body))
-	if resp.StatusCode != http.StatusOK {
+	if !ready {
 		return fmt.Errorf("unhealthy: %s", text)
 	}
 	fmt.Fprintln(stdout, text)

@@ -17,17 +17,17 @@ type loadingQueue struct{ *queue.Queue }
 func (loadingQueue) Stats() queue.Stats { return queue.Stats{Loading: 3} }
 
 // loadingAPI is an offline API whose list says 3 more are being read.
-type loadingAPI struct{ offlineAPI }
+type loadingAPI struct{ admin.Offline }
 
-func (a loadingAPI) list(ctx context.Context) ([]queue.Item, int, error) {
-	items, _, err := a.offlineAPI.list(ctx)
+func (a loadingAPI) List(ctx context.Context) ([]queue.Item, int, error) {
+	items, _, err := a.Offline.List(ctx)
 	return items, 3, err
 }
 
 // While a restarted relay still reads its spool, GET /queue says how many
 // messages it has not read yet, and `queue list` tells the operator.
 func TestQueueListWhileLoading(t *testing.T) {
-	q, err := offlineQueue(t.TempDir(), func(string, string) []string { return []string{"p"} })
+	q, err := admin.OpenSpool(t.TempDir(), func(string, string) []string { return []string{"p"} })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +43,11 @@ func TestQueueListWhileLoading(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	if _, n, err := (onlineAPI{newControlClient(sock)}).list(context.Background()); err != nil || n != 3 {
+	if _, n, err := admin.NewClient(sock).List(context.Background()); err != nil || n != 3 {
 		t.Fatalf("list over the control socket: %d loading, %v; want 3", n, err)
 	}
 	var out bytes.Buffer
-	if err := runQueueCmd(context.Background(), loadingAPI{offlineAPI{q}}, "list", &queueFlags{}, &out); err != nil {
+	if err := runQueueCmd(context.Background(), loadingAPI{admin.Offline{Q: q}}, "list", &queueFlags{}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "and 3 more messages the relay has found in its spool") {

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/admin"
 	"github.com/tlsrelay/tlsrelay/policy"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
@@ -98,27 +99,27 @@ func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	api, err := openQueueAPI(ctx, dir)
+	api, err := admin.Open(ctx, dir)
 	if err != nil {
 		return err
 	}
-	defer api.close()
+	defer api.Close()
 	return runQueueCmd(ctx, api, sub, f, stdout)
 }
 
-func runQueueCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w io.Writer) error {
+func runQueueCmd(ctx context.Context, api admin.API, sub string, f *queueFlags, w io.Writer) error {
 	switch sub {
 	case "list", "dead":
-		if raw, ok := api.(rawLister); ok && f.json {
-			return raw.listJSON(ctx, sub, w) // the relay's JSON as it is: no decode and re-encode
+		if c, ok := api.(*admin.Client); ok && f.json {
+			return c.CopyList(ctx, sub == "dead", w) // the relay's JSON as it is: no decode and re-encode
 		}
 		var items []queue.Item
 		var loading int
 		var err error
 		if sub == "dead" {
-			items, err = api.dead(ctx)
+			items, err = api.Dead(ctx)
 		} else {
-			items, loading, err = api.list(ctx)
+			items, loading, err = api.List(ctx)
 		}
 		if err != nil {
 			return err
@@ -131,7 +132,7 @@ func runQueueCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w
 			}
 		})
 	case "show":
-		it, dead, err := api.show(ctx, f.id)
+		it, dead, err := api.Show(ctx, f.id)
 		if err != nil {
 			return err
 		}
@@ -143,15 +144,15 @@ func runQueueCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w
 }
 
 // changeCmd runs the commands that change one message (or all, for retry).
-func changeCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w io.Writer) error {
+func changeCmd(ctx context.Context, api admin.API, sub string, f *queueFlags, w io.Writer) error {
 	n, err := 1, error(nil)
 	switch sub {
 	case "retry":
-		n, err = api.retry(ctx, f.id)
+		n, err = api.Retry(ctx, f.id)
 	case "delete":
-		err = api.remove(ctx, f.id)
+		err = api.Delete(ctx, f.id)
 	case "requeue":
-		err = api.requeue(ctx, f.id)
+		err = api.Requeue(ctx, f.id)
 	}
 	if err != nil {
 		return err
@@ -170,12 +171,12 @@ func changeCmd(ctx context.Context, api queueAPI, sub string, f *queueFlags, w i
 	})
 }
 
-func flushCmd(ctx context.Context, api queueAPI, f *queueFlags, w io.Writer) error {
+func flushCmd(ctx context.Context, api admin.API, f *queueFlags, w io.Writer) error {
 	wait := "0s"
 	if f.wait {
 		wait = f.timeout.String()
 	}
-	res, err := api.flush(ctx, wait)
+	res, err := api.Flush(ctx, wait)
 	if err != nil {
 		return err
 	}

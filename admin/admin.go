@@ -1,8 +1,9 @@
-// Package admin is the relay's operator API over HTTP: the queue commands
-// (list, show, retry, delete, dead letters, requeue, flush) as JSON. main
-// serves it on a Unix socket in the spool directory, so that `tlsrelay queue`
-// works while `serve` runs, from the same host or container, with the spool's
-// file permissions as the access control.
+// Package admin is the relay's operator API over HTTP: health, metrics and
+// the queue commands (list, show, retry, delete, dead letters, requeue,
+// flush) as JSON. It owns both ends: Handler and ServeSocket serve it (the
+// daemon on a Unix socket in the spool directory, so that `tlsrelay queue`
+// works while `serve` runs, with the spool's file permissions as the access
+// control), and Client and Open call it.
 package admin
 
 import (
@@ -69,31 +70,31 @@ type Options struct {
 func Handler(o Options) http.Handler {
 	q := o.Queue
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { ready(w, o.Ready) })
+	mux.HandleFunc("GET "+PathHealthz, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET "+PathReadyz, func(w http.ResponseWriter, r *http.Request) { ready(w, o.Ready) })
 	if o.Metrics != nil {
-		mux.Handle("GET /metrics", o.Metrics.HTTPHandler())
+		mux.Handle("GET "+PathMetrics, o.Metrics.HTTPHandler())
 	}
-	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+PathQueue, func(w http.ResponseWriter, r *http.Request) {
 		if n := q.Stats().Loading; n > 0 {
 			w.Header().Set(LoadingHeader, strconv.Itoa(n))
 		}
 		writeItems(w, q.List())
 	})
-	mux.HandleFunc("GET /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+PathQueue+idPattern, func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.Get(r.PathValue("id"))
 		reply(w, it, err)
 	})
-	mux.HandleFunc("POST /queue/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+PathQueue+idPattern+suffixRetry, func(w http.ResponseWriter, r *http.Request) {
 		reply(w, done{"retry", 1}, q.Retry(r.PathValue("id")))
 	})
-	mux.HandleFunc("POST /queue/retry", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+PathRetryAll, func(w http.ResponseWriter, r *http.Request) {
 		reply(w, done{"retry", q.RetryAll()}, nil)
 	})
-	mux.HandleFunc("DELETE /queue/{id}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("DELETE "+PathQueue+idPattern, func(w http.ResponseWriter, r *http.Request) {
 		reply(w, done{"delete", 1}, q.Delete(r.PathValue("id")))
 	})
-	mux.HandleFunc("GET /dead", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+PathDead, func(w http.ResponseWriter, r *http.Request) {
 		items, err := q.Dead()
 		if err != nil {
 			reply(w, nil, err)
@@ -101,14 +102,14 @@ func Handler(o Options) http.Handler {
 		}
 		writeItems(w, items)
 	})
-	mux.HandleFunc("GET /dead/{id}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+PathDead+idPattern, func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.GetDead(r.PathValue("id"))
 		reply(w, it, err)
 	})
-	mux.HandleFunc("POST /dead/{id}/requeue", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+PathDead+idPattern+suffixRequeue, func(w http.ResponseWriter, r *http.Request) {
 		reply(w, done{"requeue", 1}, q.Requeue(r.PathValue("id")))
 	})
-	mux.HandleFunc("POST /queue/flush", func(w http.ResponseWriter, r *http.Request) { flush(w, r, q) })
+	mux.HandleFunc("POST "+PathFlush, func(w http.ResponseWriter, r *http.Request) { flush(w, r, q) })
 	return mux
 }
 

@@ -261,7 +261,7 @@ func TestSecondOpenRefused(t *testing.T) {
 	o, _ := testOptions(t, dir)
 	openQueue(t, o, &fakeDeliverer{})
 	_, err := Open(o, &fakeDeliverer{})
-	if err == nil || !strings.Contains(err.Error(), "in use by another tlsrelay") {
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "in use by another tlsrelay") {
 		t.Fatalf("second Open = %v, want a clear lock error", err)
 	}
 }
