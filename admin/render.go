@@ -1,0 +1,112 @@
+package admin
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tlsrelay/tlsrelay/queue"
+)
+
+// This file renders queue items for an operator's terminal: the text of
+// `tlsrelay queue list`, `queue dead` and `queue show`.
+
+// PrintItems is the table of `queue list` and `queue dead`: a line per
+// message, then a line per recipient with its state.
+func PrintItems(w io.Writer, items []queue.Item, now time.Time) {
+	if len(items) == 0 {
+		fmt.Fprintln(w, "(empty)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, it := range items {
+		// A line without tabs ends a column block: each message's
+		// recipients align among themselves.
+		fmt.Fprintf(tw, "%s  %s old  %d bytes  from <%s>\n", it.ID, age(now.Sub(it.Arrived)), it.Size, it.From)
+		for _, r := range it.Rcpts {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.Addr, r.Status, rcptWhere(r),
+				tries(r.Attempts), rcptNext(r, now), r.LastError)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w, Plural(len(items), "message"))
+}
+
+// rcptWhere names the provider a recipient went to or is waiting for.
+func rcptWhere(r queue.Rcpt) string {
+	if r.Status == queue.Delivered {
+		return "via " + r.Provider
+	}
+	at := "at " + r.Route[r.Index]
+	if len(r.Route) > 1 {
+		at += fmt.Sprintf(" (%d of %s)", r.Index+1, strings.Join(r.Route, ","))
+	}
+	return at
+}
+
+func tries(n int) string {
+	if n == 1 {
+		return "1 try"
+	}
+	return fmt.Sprintf("%d tries", n)
+}
+
+// Plural is "1 noun" or "n nouns".
+func Plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func rcptNext(r queue.Rcpt, now time.Time) string {
+	if r.Status.Final() {
+		return ""
+	}
+	return "next " + when(r.NextAttempt, now)
+}
+
+// PrintItem is `queue show`.
+func PrintItem(w io.Writer, it queue.Item, dead bool, now time.Time) {
+	where := "queued"
+	if dead {
+		where = "dead letter"
+	}
+	fmt.Fprintf(w, "ID:       %s (%s)\nFrom:     <%s>\nClient:   %s\nArrived:  %s (%s ago)\nSize:     %d bytes\n",
+		it.ID, where, it.From, it.Client, it.Arrived.Format(time.RFC3339), age(now.Sub(it.Arrived)), it.Size)
+	fmt.Fprintln(w, "Recipients:")
+	for _, r := range it.Rcpts {
+		fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", r.Addr, r.Status, rcptWhere(r), tries(r.Attempts), rcptNext(r, now))
+		if r.LastError != "" {
+			fmt.Fprintf(w, "      last error: %s\n", r.LastError)
+		}
+		if r.Reply != "" {
+			fmt.Fprintf(w, "      reply: %s\n", r.Reply)
+		}
+	}
+	if len(it.History) > 0 {
+		fmt.Fprintln(w, "History:")
+		for _, ev := range it.History {
+			fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", ev.Time.Format(time.RFC3339), ev.Rcpt, ev.Provider, ev.Status, ev.Text)
+		}
+	}
+}
+
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Truncate(time.Second).String()
+	case d < time.Hour:
+		return d.Truncate(time.Minute).String()
+	}
+	return d.Truncate(time.Hour).String()
+}
+
+func when(t, now time.Time) string {
+	if !t.After(now) {
+		return "now"
+	}
+	return "in " + age(t.Sub(now))
+}
