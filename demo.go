@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tlsrelay/tlsrelay/daemon"
-	"github.com/tlsrelay/tlsrelay/internal/smtptest"
+	"github.com/tlsrelay/tlsrelay/internal/mailsink"
 	"github.com/tlsrelay/tlsrelay/policy"
 )
 
@@ -67,8 +67,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var pw [12]byte
 	rand.Read(pw[:])
 	env := demoEnv{"DEMO_USER": "demo", "DEMO_PASSWORD": hex.EncodeToString(pw[:])}
-	up, err := smtptest.New(smtptest.Options{
-		Mode: smtptest.StartTLS, Users: map[string]string{env["DEMO_USER"]: env["DEMO_PASSWORD"]},
+	up, err := mailsink.New(mailsink.Options{
+		Mode: mailsink.StartTLS, Users: map[string]string{env["DEMO_USER"]: env["DEMO_PASSWORD"]},
 		AuthRequired: true, Domain: "upstream.demo",
 	})
 	if err != nil {
@@ -99,7 +99,7 @@ func demoDir(dir string) (string, func(), error) {
 	return tmp, func() { os.RemoveAll(tmp) }, nil
 }
 
-func runDemo(ctx context.Context, cfg *policy.Config, up *smtptest.Server, once bool, stdout, stderr io.Writer) error {
+func runDemo(ctx context.Context, cfg *policy.Config, up *mailsink.Server, once bool, stdout, stderr io.Writer) error {
 	a, err := daemon.New(cfg, daemon.NewLogger(cfg.Log, stderr))
 	if err != nil {
 		return err
@@ -131,7 +131,7 @@ func runDemo(ctx context.Context, cfg *policy.Config, up *smtptest.Server, once 
 
 // demoSend sends one message through the relay and waits for the upstream
 // to receive it.
-func demoSend(ctx context.Context, relayAddr string, up *smtptest.Server, stdout io.Writer) error {
+func demoSend(ctx context.Context, relayAddr string, up *mailsink.Server, stdout io.Writer) error {
 	o := sendOptions{
 		server: relayAddr, from: "app@legacy.example", to: []string{"someone@example.com"},
 		subject: "Hello through tlsrelay", body: "Sent in plain SMTP, delivered over verified TLS.",
@@ -153,7 +153,7 @@ func demoSend(ctx context.Context, relayAddr string, up *smtptest.Server, stdout
 }
 
 // demoWatch prints each further message the upstream receives until ctx ends.
-func demoWatch(ctx context.Context, up *smtptest.Server, stdout io.Writer) {
+func demoWatch(ctx context.Context, up *mailsink.Server, stdout io.Writer) {
 	for n := 2; ; n++ {
 		msgs, err := up.WaitMessages(ctx, n)
 		if err != nil {
@@ -163,7 +163,7 @@ func demoWatch(ctx context.Context, up *smtptest.Server, stdout io.Writer) {
 	}
 }
 
-func printDelivered(w io.Writer, m smtptest.Message) {
+func printDelivered(w io.Writer, m mailsink.Message) {
 	proto := "plaintext"
 	if m.TLS != nil {
 		proto = tls.VersionName(m.TLS.Version) + ", " + tls.CipherSuiteName(m.TLS.CipherSuite)

@@ -86,7 +86,7 @@ func TestProbeHealthyStartTLS(t *testing.T) {
 	if !r.Verified || r.VerifyError != "" || len(r.Chain) != 2 || r.Pin != s.PinSHA256() || r.Chain[0].PinSHA256 != r.Pin {
 		t.Errorf("verified %v %q, chain %d, pin %q want %q", r.Verified, r.VerifyError, len(r.Chain), r.Pin, s.PinSHA256())
 	}
-	if c := r.Chain[0]; len(c.IPAddresses) == 0 || c.DaysLeft < 300 || !strings.Contains(c.Issuer, "smtptest CA") {
+	if c := r.Chain[0]; len(c.IPAddresses) == 0 || c.DaysLeft < 300 || !strings.Contains(c.Issuer, "mailsink CA") {
 		t.Errorf("leaf = %+v", c)
 	}
 	if !strings.Contains(strings.Join(r.EHLO, " "), "AUTH PLAIN LOGIN") ||

@@ -1,5 +1,8 @@
-// Package smtptest runs fake upstream SMTP servers on the loopback interface,
-// for tests and for `tlsrelay demo`. It is shaped like net/http/httptest.
+// Package mailsink runs SMTP servers on the loopback interface that record
+// what they receive: the built-in strict-TLS upstream of `tlsrelay demo`, and
+// (through internal/smtptest, which adds the testing glue) the fake upstreams
+// of tests. It is shaped like net/http/httptest, and it must not import
+// testing: the shipped binary links it.
 //
 // Contract:
 //   - A Server is a real go-smtp server listening on 127.0.0.1 on a port the
@@ -29,7 +32,7 @@
 //
 // New needs no *testing.T; Start is New for tests, with the Close registered
 // in t.Cleanup.
-package smtptest
+package mailsink
 
 import (
 	"context"
@@ -42,7 +45,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -180,31 +182,12 @@ func New(opts Options) (*Server, error) {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("smtptest: listen: %w", err)
+		return nil, fmt.Errorf("mailsink: listen: %w", err)
 	}
 	s.addr = ln.Addr().(*net.TCPAddr)
 	s.srv = s.newSMTPServer()
 	s.serve(ln)
 	return s, nil
-}
-
-// Start is New for tests: it fails t on error and closes the server in
-// t.Cleanup. go-smtp's internal errors go to t.Log unless opts.ErrorLog is set.
-func Start(t testing.TB, opts Options) *Server {
-	t.Helper()
-	if opts.ErrorLog == nil {
-		opts.ErrorLog = testLogger{t}
-	}
-	s, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("smtptest: close: %v", err)
-		}
-	})
-	return s
 }
 
 func (s *Server) newSMTPServer() *smtp.Server {
@@ -369,7 +352,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if serr := s.srv.Shutdown(ctx); errors.Is(serr, context.DeadlineExceeded) {
-		return fmt.Errorf("smtptest: connections still open after 30s: %w", serr)
+		return fmt.Errorf("mailsink: connections still open after 30s: %w", serr)
 	}
 	return err
 }
@@ -407,7 +390,7 @@ func (s *Server) stopListening() error {
 	return err
 }
 
-var errClosed = errors.New("smtptest: server closed")
+var errClosed = errors.New("mailsink: server closed")
 
 // Down simulates an upstream outage: the server stops listening, so new
 // connections are refused, and the open ones are cut. Up undoes it.
@@ -433,7 +416,7 @@ func (s *Server) Up() error {
 	}
 	ln, err := net.Listen("tcp", s.addr.String())
 	if err != nil {
-		return fmt.Errorf("smtptest: listen again: %w", err)
+		return fmt.Errorf("mailsink: listen again: %w", err)
 	}
 	s.serve(ln)
 	return nil

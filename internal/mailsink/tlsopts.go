@@ -1,4 +1,4 @@
-package smtptest
+package mailsink
 
 import (
 	"crypto/ecdsa"
@@ -68,7 +68,7 @@ func (s *Server) PinSHA256() string {
 // makes a new key and serial number.
 func (s *Server) ClientCertPEM(cn string) (certPEM, keyPEM []byte, err error) {
 	if s.certs.clientCA == nil {
-		return nil, nil, errors.New("smtptest: ClientCertPEM needs Options.RequireClientCert")
+		return nil, nil, errors.New("mailsink: ClientCertPEM needs Options.RequireClientCert")
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -1,4 +1,4 @@
-package smtptest
+package mailsink
 
 import (
 	"crypto"
@@ -42,7 +42,7 @@ func newCerts(o *Options) (*certs, error) {
 	if len(names) == 0 {
 		names = defaultNames
 	}
-	root, err := newAuthority("tlsrelay smtptest CA")
+	root, err := newAuthority("tlsrelay mailsink CA")
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func newCerts(o *Options) (*certs, error) {
 	case o.SelfSigned:
 		signer = nil
 	case o.Untrusted:
-		if signer, err = newAuthority("tlsrelay smtptest untrusted CA"); err != nil {
+		if signer, err = newAuthority("tlsrelay mailsink untrusted CA"); err != nil {
 			return nil, err
 		}
 	}
@@ -68,7 +68,7 @@ func newCerts(o *Options) (*certs, error) {
 		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.cert.Raw}),
 	}
 	if o.RequireClientCert {
-		if c.clientCA, err = newAuthority("tlsrelay smtptest client CA"); err != nil {
+		if c.clientCA, err = newAuthority("tlsrelay mailsink client CA"); err != nil {
 			return nil, err
 		}
 	}
@@ -90,7 +90,7 @@ func newAuthority(cn string) (*authority, error) {
 	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("smtptest: CA certificate: %w", err)
+		return nil, fmt.Errorf("mailsink: CA certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -142,7 +142,7 @@ func sign(tmpl *x509.Certificate, ca *authority, key crypto.Signer) (tls.Certifi
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("smtptest: certificate %q: %w", tmpl.Subject.CommonName, err)
+		return tls.Certificate{}, fmt.Errorf("mailsink: certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -171,7 +171,7 @@ func template(cn string, notAfter time.Time) (*x509.Certificate, error) {
 	}
 	return &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"tlsrelay smtptest"}},
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{"tlsrelay mailsink"}},
 		NotBefore:    start.Add(-24 * time.Hour),
 		NotAfter:     notAfter,
 	}, nil

@@ -1,26 +1,9 @@
-package smtptest
+package mailsink
 
 import (
 	"crypto/tls"
 	"net"
-	"testing"
 )
-
-// ClosedAddr returns a 127.0.0.1 address on which nothing listens, to
-// simulate an upstream that is down (connection refused). The port was free
-// a moment ago; another process could take it, which tests accept.
-func ClosedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 // listener counts and tracks accepted connections, so that Close can close
 // them all, and wraps them in TLS in ImplicitTLS mode.
@@ -61,8 +44,3 @@ func (c *trackedConn) Close() error {
 	c.s.mu.Unlock()
 	return err
 }
-
-type testLogger struct{ t testing.TB }
-
-func (l testLogger) Printf(format string, v ...any) { l.t.Logf("smtptest: "+format, v...) }
-func (l testLogger) Println(v ...any)               { l.t.Log(append([]any{"smtptest:"}, v...)...) }

@@ -1,4 +1,4 @@
-package smtptest
+package mailsink
 
 import (
 	"bytes"
@@ -177,7 +177,7 @@ func (se *session) Reset() {
 func (se *session) Logout() error { return nil }
 
 // loginServer is the server side of AUTH LOGIN, which go-sasl lacks
-// (DESIGN.md, Library gaps). The challenges are the customary "Username:" and
+// (docs/design.md, Library gaps). The challenges are the customary "Username:" and
 // "Password:", which go-sasl's LOGIN client expects.
 type loginServer struct {
 	step  int
