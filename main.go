@@ -3,8 +3,12 @@
 // 250, and delivers it upstream over strict, per-provider TLS with AUTH,
 // retrying and failing over until it is delivered or expires.
 //
-// main.go alone wires the packages: policy (config), relay (inbound SMTP),
-// queue (spool and scheduler) and upstream (outbound delivery).
+// The root package only dispatches: main.go picks the command, and each
+// cmd_<name>.go parses that command's flags and calls a package. The relay
+// itself is package daemon, which wires policy (config), relay (inbound
+// SMTP), queue (spool and scheduler), upstream (outbound delivery) and admin
+// (operator API); docs/design.md, "Packages and imports", says what each may
+// import.
 package main
 
 import (
