@@ -12,7 +12,7 @@ import (
 )
 
 // Metrics are the relay's Prometheus metrics. The counters are fed by the
-// log: every event of DESIGN.md's fixed vocabulary (accepted, rejected,
+// log: every event of the fixed vocabulary in docs/design.md, "Log events" (accepted, rejected,
 // delivered, deferred, failed, dead, auth failed) passes through
 // Metrics.Handler on its way to the log, so a metric and its log line can
 // never disagree, and no stage of the relay needs to know about Prometheus.

@@ -2,7 +2,7 @@
 // side, as database/sql/driver does for database/sql: the queue hands a
 // Message to a Deliverer and gets a Result per recipient back. It imports
 // none of the relay's packages, so that queue and upstream each import it
-// and neither imports the other (docs/design.md, "Packages").
+// and neither imports the other (docs/design.md, "Packages and imports").
 package delivery
 
 import (

@@ -180,7 +180,7 @@ func (d *decoder) listenTLS(s *section) ListenTLS {
 	return t
 }
 
-// checkExposure applies DESIGN's exposure rule: a listener on a host that is
+// checkExposure applies the exposure rule (docs/design.md, Decisions): a listener on a host that is
 // not loopback needs an explicit allowed_networks, or inbound AUTH. With AUTH
 // and no allowed_networks, every client may connect and must log in, which
 // needs STARTTLS (plaintext AUTH is refused off loopback).

@@ -132,7 +132,7 @@ auth: {mechanism: auto}
 	// Tencent Cloud SES. https://www.tencentcloud.com/document/product/1084/44457
 	// (smtp.qcloudmail.com Hong Kong, gz-smtp.qcloudmail.com Guangzhou,
 	// sg-smtp.qcloudmail.com Singapore; port 465 with SSL, 25 disabled).
-	// smtp.qcloudmail.com:465 offers only RSA key exchange (DESIGN.md), which
+	// smtp.qcloudmail.com:465 offers only RSA key exchange (docs/design.md, "TLS policy"), which
 	// Go leaves out by default: the preset lists Go's defaults first, then
 	// the one legacy suite, for this provider only. The password is the SMTP
 	// password set per sender address in the console. Mechanism login as in

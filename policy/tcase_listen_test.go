@@ -25,7 +25,7 @@ func listenErr(t *testing.T, src string) string {
 }
 
 // TestT26ListenExposure: loopback by default; a non-loopback listener needs
-// allowed_networks, or users with TLS (DESIGN's exposure rule); an empty
+// allowed_networks, or users with TLS (docs/design.md's exposure rule); an empty
 // address is refused.
 func TestT26ListenExposure(t *testing.T) {
 	if c := mustParse(t, minimal); c.Listen.Addr != "127.0.0.1:2525" {
@@ -65,7 +65,7 @@ func TestT32LoopConfig(t *testing.T) {
 // TestT62ConfigHygiene: (b) a secret in the YAML, (c) an unknown key, (d) a
 // duplicate key, (e) an unset or empty variable and (f) an alias bomb are
 // refused. (a), refusing a config by its owner or mode, is not done
-// (DESIGN: Kubernetes mounts them root-owned); see docs/security.md.
+// (docs/design.md: Kubernetes mounts them root-owned); see docs/security.md.
 func TestT62ConfigHygiene(t *testing.T) {
 	for name, tc := range map[string]struct{ src, want string }{
 		"b inline password":  {"providers: {up: {host: a.example, auth: {username: u, password: hunter2}}}\n", "never put a password in the file"},

@@ -1,5 +1,6 @@
-// Package queue is tlsrelay's durable spool and delivery scheduler. It
-// imports nothing of this project.
+// Package queue is tlsrelay's durable spool and delivery scheduler. Of this
+// project it imports only the delivery contract (docs/design.md, "Packages
+// and imports").
 //
 // Contract:
 //   - Enqueue returns nil only after the message body (<id>.eml) and its

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// Spool subdirectories (DESIGN.md "Spool layout").
+// Spool subdirectories (docs/design.md, "Spool layout").
 const (
 	dirQueue      = "q"
 	dirTmp        = "tmp"
@@ -80,7 +80,7 @@ func (q *Queue) writeFile(dst, name string, r io.Reader) (int64, error) {
 // Enqueue writes one message durably and returns its ID. It returns only
 // after the body and the envelope have been fsynced, renamed into q/, and q/
 // itself fsynced: a nil error means the message survives a crash. The two
-// file fsyncs run at the same time (DESIGN.md's floor: one file fsync plus
+// file fsyncs run at the same time (docs/design.md, "Durability order": the floor is one file fsync plus
 // one directory fsync per acknowledgement), and the directory fsync is
 // shared with concurrent enqueues. client is the sending client's address,
 // for the record. Errors reading body are returned wrapped, and nothing is

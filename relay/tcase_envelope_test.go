@@ -168,7 +168,7 @@ func TestT21NestedMail(t *testing.T) {
 }
 
 // TestT22SequenceErrors: go-smtp answers out-of-order commands with 502
-// (accepted by DESIGN); a second AUTH gets 503.
+// (accepted by docs/design.md); a second AUTH gets 503.
 func TestT22SequenceErrors(t *testing.T) {
 	ts := startServer(t, withUsers)
 	c := dial(t, ts.addr)

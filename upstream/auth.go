@@ -18,7 +18,7 @@ import (
 // auth authenticates if the provider's policy says so. go-smtp's Auth and
 // go-sasl's clients check neither TLS nor what the server offers (G13): both
 // are checked here, before the credentials leave. An AUTH rejection is
-// temporary (DESIGN.md, Upstream error classes) and logged at error level.
+// temporary (docs/design.md, "Upstream error classes") and logged at error level.
 func (d *attempt) auth() error {
 	a := d.p.Auth
 	if a.Mechanism == "" {
@@ -148,7 +148,7 @@ func (d *attempt) accessToken(ts *tokenSource, refused string) (string, error) {
 // from says where the credential came from, never what it is.
 func (d *attempt) authFailed(mech string, err error, from, serverErr string) error {
 	// Temporary even for 535: a rotated password must not dead-letter the
-	// queue (DESIGN.md, Upstream error classes).
+	// queue (docs/design.md, "Upstream error classes").
 	e := setupErr("auth", err)
 	args := []any{"mechanism", mech, "username", d.p.Auth.Username, "credentials_from", from, "code", e.Code, "error", err}
 	if serverErr != "" {

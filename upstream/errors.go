@@ -57,7 +57,7 @@ func replyErr(op string, err error) *Error {
 }
 
 // setupErr wraps a failure before MAIL (greeting, EHLO, STARTTLS, AUTH):
-// always temporary, whatever the code (DESIGN.md, Upstream error classes).
+// always temporary, whatever the code (docs/design.md, "Upstream error classes").
 func setupErr(op string, err error) *Error {
 	e := &Error{Op: op, Err: err}
 	var se *smtp.SMTPError

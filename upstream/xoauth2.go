@@ -1,6 +1,6 @@
 package upstream
 
-// XOAUTH2: the SASL client (go-sasl has none, DESIGN.md Library gaps) and the
+// XOAUTH2: the SASL client (go-sasl has none, docs/design.md "Library gaps") and the
 // access tokens it sends, from the provider's OAuth2 token endpoint through
 // golang.org/x/oauth2, cached per provider.
 
