@@ -1,9 +1,12 @@
-package main
+// Package loadgen loads an SMTP relay with test messages over concurrent
+// sessions, one message per session (like Postfix's smtp-source), and
+// measures throughput and the end-of-DATA to 250 latency: the engine of
+// `tlsrelay bench`.
+package loadgen
 
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,17 +19,17 @@ import (
 	"time"
 )
 
-// benchOptions describe one load run against a relay.
-type benchOptions struct {
-	server, from, to, helo string
-	n, c                   int
-	size                   int64
-	timeout                time.Duration // the whole run
-	ioTimeout              time.Duration // each read and write
+// Options describe one load run against a relay.
+type Options struct {
+	Server, From, To, Helo string
+	N, C                   int           // messages, concurrent sessions
+	Size                   int64         // bytes per message
+	Timeout                time.Duration // the whole run
+	IOTimeout              time.Duration // each read and write
 }
 
-// benchResult is what a load run measured.
-type benchResult struct {
+// Result is what a load run measured.
+type Result struct {
 	Server    string        `json:"server"`
 	Messages  int           `json:"messages"`
 	Sessions  int           `json:"sessions"`
@@ -46,60 +49,8 @@ type benchResult struct {
 	} `json:"ack_latency_ms"`
 }
 
-// cmdBench drives a relay with concurrent SMTP sessions, one message per
-// session (like Postfix's smtp-source), and reports msg/s and the
-// end-of-DATA -> 250 latency percentiles. It stops after -n messages, at the
-// first -timeout, or on SIGINT.
-func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", stderr)
-	o := benchOptions{}
-	fs.StringVar(&o.server, "server", "127.0.0.1:2525", "relay address")
-	fs.IntVar(&o.n, "n", 2000, "messages to send (one SMTP session each)")
-	fs.IntVar(&o.c, "c", 20, "concurrent sessions")
-	size := fs.String("size", "4k", "message size: bytes, or with k or m (KiB, MiB)")
-	fs.StringVar(&o.from, "from", "bench@example.com", "envelope sender")
-	fs.StringVar(&o.to, "to", "sink@example.net", "recipient")
-	fs.StringVar(&o.helo, "helo", "bench.localhost", "EHLO name")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up on the whole run after this long")
-	fs.DurationVar(&o.ioTimeout, "io-timeout", time.Minute, "deadline for each read and write")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	var err error
-	if o.size, err = parseSize(*size); err != nil || o.size < 64 || o.size > 1<<30 {
-		fmt.Fprintf(stderr, "tlsrelay bench: -size %q: want 64 bytes to 1g, e.g. 4k or 10m\n", *size)
-		return errUsage
-	}
-	if o.n < 1 || o.c < 1 || o.c > 10000 {
-		fmt.Fprintln(stderr, "tlsrelay bench: -n must be at least 1 and -c 1 to 10000")
-		return errUsage
-	}
-	res := runBench(ctx, o)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return err
-		}
-	} else {
-		printBench(stdout, res)
-	}
-	if res.Failed > 0 {
-		return fmt.Errorf("bench: %d of %d messages failed; first: %s", res.Failed, o.n, res.FirstErr)
-	}
-	return nil
-}
-
-func printBench(w io.Writer, r benchResult) {
-	fmt.Fprintf(w, "server %s: %d messages of %d bytes over %d sessions at a time\n", r.Server, r.Messages, r.SizeBytes, r.Sessions)
-	fmt.Fprintf(w, "ok %d, failed %d, %.3f s, %.1f msg/s\n", r.OK, r.Failed, r.ElapsedS, r.MsgPerSec)
-	fmt.Fprintf(w, "end of DATA -> 250 (ms): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n",
-		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)
-}
-
-// parseSize reads "4096", "4k", "10m" (KiB and MiB).
-func parseSize(s string) (int64, error) {
+// ParseSize reads "4096", "4k", "10m" (KiB and MiB).
+func ParseSize(s string) (int64, error) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	mult := int64(1)
 	switch {
@@ -117,25 +68,25 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// runBench sends o.n messages over o.c concurrent sessions.
-func runBench(ctx context.Context, o benchOptions) benchResult {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+// Run sends o.N messages over o.C concurrent sessions.
+func Run(ctx context.Context, o Options) Result {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	body := benchBody(o.size)
+	body := benchBody(o.Size)
 	var (
 		next     atomic.Int64
 		mu       sync.Mutex
-		lat      = make([]time.Duration, 0, o.n)
+		lat      = make([]time.Duration, 0, o.N)
 		failed   int
 		firstErr string
 		wg       sync.WaitGroup
 	)
 	start := time.Now()
-	for range min(o.c, o.n) {
+	for range min(o.C, o.N) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				i := next.Add(1)
-				if i > int64(o.n) {
+				if i > int64(o.N) {
 					return
 				}
 				d, err := benchOne(ctx, o, body, i)
@@ -153,13 +104,13 @@ func runBench(ctx context.Context, o benchOptions) benchResult {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if miss := o.n - len(lat) - failed; miss > 0 { // never started: the run timed out
+	if miss := o.N - len(lat) - failed; miss > 0 { // never started: the run timed out
 		failed += miss
 		if firstErr == "" {
 			firstErr = ctx.Err().Error()
 		}
 	}
-	r := benchResult{Server: o.server, Messages: o.n, Sessions: o.c, SizeBytes: o.size, OK: len(lat),
+	r := Result{Server: o.Server, Messages: o.N, Sessions: o.C, SizeBytes: o.Size, OK: len(lat),
 		Failed: failed, FirstErr: firstErr, Elapsed: elapsed, ElapsedS: elapsed.Seconds()}
 	if len(lat) > 0 {
 		r.MsgPerSec = float64(len(lat)) / elapsed.Seconds()
@@ -197,9 +148,9 @@ func benchBody(size int64) []byte {
 
 // benchOne makes one SMTP session with one message and returns the time
 // from the end of the data to the 250.
-func benchOne(ctx context.Context, o benchOptions, body []byte, i int64) (time.Duration, error) {
+func benchOne(ctx context.Context, o Options, body []byte, i int64) (time.Duration, error) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", o.server)
+	conn, err := d.DialContext(ctx, "tcp", o.Server)
 	if err != nil {
 		return 0, err
 	}
@@ -208,7 +159,7 @@ func benchOne(ctx context.Context, o benchOptions, body []byte, i int64) (time.D
 	defer stop()
 	r := bufio.NewReader(conn)
 	w := bufio.NewWriterSize(conn, 32<<10)
-	deadline := func() { conn.SetDeadline(time.Now().Add(o.ioTimeout)) }
+	deadline := func() { conn.SetDeadline(time.Now().Add(o.IOTimeout)) }
 	expect := func(want string) error {
 		deadline()
 		for range 100 { // a reply of more than 100 lines is an error
@@ -241,7 +192,7 @@ func benchOne(ctx context.Context, o benchOptions, body []byte, i int64) (time.D
 		return 0, fmt.Errorf("greeting: %w", err)
 	}
 	for _, c := range [][2]string{
-		{"EHLO " + o.helo, "250"}, {"MAIL FROM:<" + o.from + ">", "250"}, {"RCPT TO:<" + o.to + ">", "250"}, {"DATA", "354"},
+		{"EHLO " + o.Helo, "250"}, {"MAIL FROM:<" + o.From + ">", "250"}, {"RCPT TO:<" + o.To + ">", "250"}, {"DATA", "354"},
 	} {
 		if err := cmd(c[0], c[1]); err != nil {
 			return 0, err
@@ -249,7 +200,7 @@ func benchOne(ctx context.Context, o benchOptions, body []byte, i int64) (time.D
 	}
 	deadline()
 	fmt.Fprintf(w, "From: <%s>\r\nTo: <%s>\r\nSubject: tlsrelay bench %d\r\nMessage-ID: <%d.%d@bench.localhost>\r\n\r\n",
-		o.from, o.to, i, time.Now().UnixNano(), i)
+		o.From, o.To, i, time.Now().UnixNano(), i)
 	w.Write(body)
 	w.WriteString(".\r\n")
 	if err := w.Flush(); err != nil {
@@ -262,4 +213,12 @@ func benchOne(ctx context.Context, o benchOptions, body []byte, i int64) (time.D
 	lat := time.Since(t0)
 	cmd("QUIT", "221") // the message is accepted; a failed QUIT does not undo it
 	return lat, nil
+}
+
+// Print writes r as three lines of text.
+func (r Result) Print(w io.Writer) {
+	fmt.Fprintf(w, "server %s: %d messages of %d bytes over %d sessions at a time\n", r.Server, r.Messages, r.SizeBytes, r.Sessions)
+	fmt.Fprintf(w, "ok %d, failed %d, %.3f s, %.1f msg/s\n", r.OK, r.Failed, r.ElapsedS, r.MsgPerSec)
+	fmt.Fprintf(w, "end of DATA -> 250 (ms): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n",
+		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)
 }

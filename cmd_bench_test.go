@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/internal/loadgen"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 )
 
@@ -24,7 +25,7 @@ func TestBenchCommand(t *testing.T) {
 	if err := run(ctx, append([]string{"bench"}, args...), &out, &errOut); err != nil {
 		t.Fatalf("bench: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	var res benchResult
+	var res loadgen.Result
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
 	}
@@ -49,28 +50,5 @@ func TestBenchCommandNoServer(t *testing.T) {
 	err := run(ctx, []string{"bench", "-server", smtptest.ClosedAddr(t), "-n", "5", "-c", "2"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "5 of 5 messages failed") {
 		t.Errorf("err = %v, want 5 of 5 failed\n%s", err, out.String())
-	}
-}
-
-func TestBenchParseSizeAndPercentile(t *testing.T) {
-	for in, want := range map[string]int64{"4096": 4096, "4k": 4096, "10m": 10 << 20, "1G": 1 << 30} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "k", "-1", "4x"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q): no error", in)
-		}
-	}
-	lat := make([]time.Duration, 100)
-	for i := range lat {
-		lat[i] = time.Duration(i+1) * time.Millisecond
-	}
-	if pct(lat, 50) != 50*time.Millisecond || pct(lat, 99) != 99*time.Millisecond || pct(lat[:1], 99) != time.Millisecond {
-		t.Errorf("pct: %v %v", pct(lat, 50), pct(lat, 99))
-	}
-	if n := len(benchBody(4096)) + 200; n < 4000 || n > 4096 {
-		t.Errorf("benchBody(4096) gives a %d-byte message", n)
 	}
 }
