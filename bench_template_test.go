@@ -11,7 +11,7 @@ import (
 )
 
 // The bench rig's templates (docs/benchmarks.md's commands) load, for every
-// upstream TLS mode the rig gives them, after the substitution relays/cmd.sh
+// upstream TLS mode the rig gives them, after the substitution the rig's cmd relay
 // does: every ${BENCH_...} replaced.
 func TestBenchTemplatesLoad(t *testing.T) {
 	kp, err := smtptest.SelfSigned("localhost")
