@@ -100,10 +100,10 @@ func New(cfg *policy.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	a.q = q
 	a.srv, err = relay.New(relay.Options{
-		Listen:   cfg.Listen,
-		Routable: func(from, rcpt string) bool { return a.route(from, rcpt) != nil },
-		Spool:    q,
-		Log:      log,
+		Listen: cfg.Listen,
+		Route:  a.route, // resolved once, at RCPT, and spooled with the recipient
+		Spool:  q,
+		Log:    log,
 	})
 	if err != nil {
 		q.Close()

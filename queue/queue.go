@@ -6,8 +6,9 @@
 //   - Enqueue returns nil only after the message body (<id>.eml) and its
 //     envelope (<id>.json) are fsynced, renamed into <dir>/q/ and the directory
 //     fsynced. A crash at any moment loses no message that Enqueue accepted.
-//   - Each recipient carries its own route (provider names, resolved at
-//     enqueue time by Options.Route) and status. The queue groups the due
+//   - Each recipient carries its own route (provider names: the relay's,
+//     resolved at RCPT and handed to EnqueueRouted, else Options.Route's at
+//     enqueue time) and status. The queue groups the due
 //     recipients of a message by provider, makes one attempt per group
 //     through the delivery.Deliverer, moves recipients that failed temporarily to the
 //     next provider of their route, and when the route is exhausted defers them

@@ -84,9 +84,17 @@ func (q *Queue) writeFile(dst, name string, r io.Reader) (int64, error) {
 // one directory fsync per acknowledgement), and the directory fsync is
 // shared with concurrent enqueues. client is the sending client's address,
 // for the record. Errors reading body are returned wrapped, and nothing is
-// left on disk.
+// left on disk. Each recipient's route comes from Options.Route now.
 func (q *Queue) Enqueue(ctx context.Context, client, from string, to []string, body io.Reader) (string, error) {
-	it, err := q.newItem(client, from, to)
+	return q.EnqueueRouted(ctx, client, from, to, nil, body)
+}
+
+// EnqueueRouted is Enqueue with the recipients' routes already resolved:
+// routes[i] is to[i]'s (the relay resolves them at RCPT, so that a reload
+// before the end of DATA cannot take back an accepted recipient). A nil
+// routes, or a nil routes[i], is resolved with Options.Route.
+func (q *Queue) EnqueueRouted(ctx context.Context, client, from string, to []string, routes [][]string, body io.Reader) (string, error) {
+	it, err := q.newItem(client, from, to, routes)
 	if err != nil {
 		return "", err
 	}
@@ -225,16 +233,25 @@ func (q *Queue) removeAll(paths ...string) {
 	}
 }
 
-// newItem builds the envelope of a new message; every recipient gets its
-// route now, from the Route function main hands in.
-func (q *Queue) newItem(client, from string, to []string) (*Item, error) {
+// newItem builds the envelope of a new message; every recipient gets the
+// route it came with, or one from Options.Route now.
+func (q *Queue) newItem(client, from string, to []string, routes [][]string) (*Item, error) {
 	if len(to) == 0 {
 		return nil, errors.New("queue: message has no recipients")
 	}
+	if routes != nil && len(routes) != len(to) {
+		return nil, fmt.Errorf("queue: %d routes for %d recipients", len(routes), len(to))
+	}
 	now := q.now()
 	it := &Item{V: envelopeVersion, ID: q.newID(), From: from, Arrived: now.UTC(), Client: client}
-	for _, addr := range to {
-		route := q.opts.Route(from, addr)
+	for i, addr := range to {
+		var route []string
+		if routes != nil {
+			route = routes[i]
+		}
+		if route == nil {
+			route = q.opts.Route(from, addr)
+		}
 		if len(route) == 0 {
 			return nil, fmt.Errorf("queue: no route for recipient %q", addr)
 		}

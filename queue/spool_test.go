@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,5 +289,33 @@ func TestDeliveredItemIsRemovedNotRewritten(t *testing.T) {
 	fs.mu.Unlock()
 	if want := "rename q/.json tmp/\nrename q/.eml tmp/\nsyncdir q"; got != want {
 		t.Fatalf("after delivery:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// EnqueueRouted keeps the routes the relay resolved at RCPT; a nil one is
+// resolved now, and a count that does not match the recipients is refused
+// with nothing written.
+func TestEnqueueRoutedKeepsRoutes(t *testing.T) {
+	o, _ := testOptions(t, t.TempDir())
+	q := openQueue(t, o, &fakeDeliverer{})
+	ctx := context.Background()
+	id, err := q.EnqueueRouted(ctx, "127.0.0.1", "a@example.com", []string{"b@example.net", "c@example.net"},
+		[][]string{{"p2", "p3"}, nil}, strings.NewReader("Subject: x\r\n\r\nhi\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := q.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := [][]string{it.Rcpts[0].Route, it.Rcpts[1].Route}; !slices.EqualFunc(got, [][]string{{"p2", "p3"}, {"p1"}}, slices.Equal[[]string]) {
+		t.Fatalf("routes = %v, want [[p2 p3] [p1]] (the given one, then Options.Route's)", got)
+	}
+	if _, err := q.EnqueueRouted(ctx, "127.0.0.1", "a@example.com", []string{"b@example.net"},
+		[][]string{{"p2"}, {"p3"}}, strings.NewReader("x\r\n")); err == nil {
+		t.Fatal("2 routes for 1 recipient: no error")
+	}
+	if n := len(q.List()); n != 1 {
+		t.Fatalf("%d messages queued, want 1", n)
 	}
 }

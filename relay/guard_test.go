@@ -174,7 +174,7 @@ func TestBDATBareCR(t *testing.T) {
 // badSpool breaks the Spool contract: it commits whatever it managed to read.
 type badSpool struct{ limit int64 }
 
-func (b badSpool) Enqueue(ctx context.Context, client, from string, to []string, body io.Reader) (string, error) {
+func (b badSpool) EnqueueRouted(ctx context.Context, client, from string, to []string, _ [][]string, body io.Reader) (string, error) {
 	io.Copy(io.Discard, io.LimitReader(body, b.limit))
 	return "id-bad", nil
 }

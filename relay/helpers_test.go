@@ -34,10 +34,11 @@ type fakeSpool struct {
 type fakeMsg struct {
 	id, client, from string
 	to               []string
+	routes           [][]string // as the session resolved them at RCPT
 	body             string
 }
 
-func (f *fakeSpool) Enqueue(ctx context.Context, client, from string, to []string, body io.Reader) (string, error) {
+func (f *fakeSpool) EnqueueRouted(ctx context.Context, client, from string, to []string, routes [][]string, body io.Reader) (string, error) {
 	b, err := io.ReadAll(body)
 	if err != nil {
 		return "", fmt.Errorf("spool: reading message: %w", err)
@@ -48,7 +49,7 @@ func (f *fakeSpool) Enqueue(ctx context.Context, client, from string, to []strin
 		return "", f.fail
 	}
 	id := fmt.Sprintf("id-%d", len(f.msgs)+1)
-	f.msgs = append(f.msgs, fakeMsg{id, client, from, append([]string(nil), to...), string(b)})
+	f.msgs = append(f.msgs, fakeMsg{id, client, from, append([]string(nil), to...), routes, string(b)})
 	return id, nil
 }
 
@@ -114,8 +115,13 @@ func testOptions() Options {
 			MaxLineBytes:        2000,
 			LineEndings:         policy.LineEndingsReject,
 		},
-		Routable: func(from, rcpt string) bool { return !strings.HasSuffix(rcpt, "@nowhere.test") },
-		Now:      func() time.Time { return testNow },
+		Route: func(from, rcpt string) []string {
+			if strings.HasSuffix(rcpt, "@nowhere.test") {
+				return nil
+			}
+			return []string{"p"}
+		},
+		Now: func() time.Time { return testNow },
 	}
 }
 

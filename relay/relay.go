@@ -3,7 +3,7 @@
 //
 // The contract:
 //
-//   - 250 2.0.0 "queued as <id>" is given only after Spool.Enqueue has
+//   - 250 2.0.0 "queued as <id>" is given only after Spool.EnqueueRouted has
 //     returned, that is after the message is durably on disk. Any other
 //     outcome queues nothing.
 //   - The spooled message is the client's DATA, dot-unstuffed, CRLF only,
@@ -55,7 +55,7 @@ import (
 )
 
 // forceGrace bounds how long Shutdown waits, once it has closed the
-// connections, for their sessions to return (from Spool.Enqueue, say).
+// connections, for their sessions to return (from Spool.EnqueueRouted, say).
 const forceGrace = 2 * time.Second
 
 // maxCommands caps the commands of one session (421 4.7.0 past it), so that
@@ -63,13 +63,16 @@ const forceGrace = 2 * time.Second
 // session lifetime (listen.session_timeout) bounds it in time as well.
 const maxCommands = 20000
 
-// Spool is where accepted mail goes; *queue.Queue implements it. Enqueue
+// Spool is where accepted mail goes; *queue.Queue implements it. It
 // returns only once the message is durably on disk. An error with a method
 // Full() bool returning true means the spool is over its budget. Errors from
 // reading body are returned wrapped (errors.Is works), and a message whose
-// body could not be read to io.EOF is never committed.
+// body could not be read to io.EOF is never committed. routes[i] is to[i]'s
+// route as Options.Route gave it at RCPT, so that a reload between RCPT and
+// the end of DATA cannot take back an accepted recipient; routes is nil
+// when Options.Route is, and the spool resolves routes itself.
 type Spool interface {
-	Enqueue(ctx context.Context, client, from string, to []string, body io.Reader) (id string, err error)
+	EnqueueRouted(ctx context.Context, client, from string, to []string, routes [][]string, body io.Reader) (id string, err error)
 }
 
 // Options configure a Server. Listen must have every limit set (policy's
@@ -77,11 +80,14 @@ type Spool interface {
 // zero as "unlimited" (security.md G9). An empty Listen.AllowedNetworks means
 // loopback only (127.0.0.0/8 and ::1), never "everyone".
 type Options struct {
-	Listen   policy.Listen
-	Routable func(from, rcpt string) bool // nil = everything routable; main passes cfg.Route(...) != nil
-	Spool    Spool
-	Log      *slog.Logger     // nil = discard
-	Now      func() time.Time // for the Received header; nil = time.Now
+	Listen policy.Listen
+	// Route is a recipient's providers, in order; nil or empty refuses it
+	// (550 5.7.1). The route found at RCPT travels with the recipient into
+	// the spool. A nil Route makes everything routable (the spool routes).
+	Route func(from, rcpt string) []string
+	Spool Spool
+	Log   *slog.Logger     // nil = discard
+	Now   func() time.Time // for the Received header; nil = time.Now
 
 	// Seams for tests: the wait after a failed login (nil = time.Sleep) and
 	// the commands per session (0 = maxCommands).
@@ -96,7 +102,7 @@ type Server struct {
 	log         *slog.Logger
 	now         func() time.Time
 	allowedNets []netip.Prefix
-	ctx         context.Context // for Enqueue; cancelled when Shutdown gives up
+	ctx         context.Context // for EnqueueRouted; cancelled when Shutdown gives up
 	cancel      context.CancelFunc
 	draining    atomic.Bool
 	tlsConfig   *tls.Config // inbound STARTTLS; nil = not offered

@@ -31,7 +31,8 @@ type session struct {
 	mailed bool // a transaction is open
 	from   string
 	rcpts  []string
-	helo   string // sanitized, taken at MAIL
+	routes [][]string // routes[i] is rcpts[i]'s, from Options.Route at RCPT; nil without it
+	helo   string     // sanitized, taken at MAIL
 }
 
 // newSession is go-smtp's Backend: it runs at the first HELO/EHLO.
@@ -85,7 +86,7 @@ func (s *session) mail(from string) error {
 		s.conn.busy.Store(false)
 		return errShuttingDown
 	}
-	s.mailed, s.from, s.rcpts = true, from, nil
+	s.mailed, s.from, s.rcpts, s.routes = true, from, nil, nil
 	s.helo = cleanHelo(s.smtp.Hostname())
 	return nil
 }
@@ -112,7 +113,7 @@ func (s *session) rcpt(to string) (from string, err error) {
 	if !s.mailed {
 		return "", errNoMail
 	}
-	to, err = s.checkRecipient(to)
+	to, route, err := s.checkRecipient(to)
 	switch {
 	case err != nil:
 		return s.from, err
@@ -122,6 +123,9 @@ func (s *session) rcpt(to string) (from string, err error) {
 		return s.from, errTooManyRcpts
 	}
 	s.rcpts = append(s.rcpts, to)
+	if s.srv.opts.Route != nil {
+		s.routes = append(s.routes, route)
+	}
 	return s.from, nil
 }
 
@@ -149,26 +153,31 @@ func (s *session) checkSender(from string) (string, error) {
 }
 
 // checkRecipient checks RCPT TO's address (strict grammar, G6),
-// listen.allowed_recipients and the routes, and returns it as it is spooled.
-// The allow-list sees the same string that is spooled and sent upstream.
-func (s *session) checkRecipient(to string) (string, error) {
+// listen.allowed_recipients and the routes, and returns it as it is spooled,
+// with its route (nil without Options.Route). The allow-list sees the same
+// string that is spooled and sent upstream.
+func (s *session) checkRecipient(to string) (string, []string, error) {
 	a, err := parseAddress(to)
 	switch {
 	case errors.Is(err, errNonASCII):
-		return "", err
+		return "", nil, err
 	case err != nil:
-		return "", wrapErr(errBadRecipient, err.Error())
+		return "", nil, wrapErr(errBadRecipient, err.Error())
 	case a.ambiguous():
-		return "", wrapErr(errRcptDenied, "local part with %, ! or @")
+		return "", nil, wrapErr(errRcptDenied, "local part with %, ! or @")
 	case a.literal():
-		return "", wrapErr(errRcptDenied, "address literal")
+		return "", nil, wrapErr(errRcptDenied, "address literal")
 	case !allowedBy(s.srv.opts.Listen.AllowedRecipients, a.String()):
-		return "", wrapErr(errRcptDenied, "not in listen.allowed_recipients")
+		return "", nil, wrapErr(errRcptDenied, "not in listen.allowed_recipients")
 	}
-	if r := s.srv.opts.Routable; r != nil && !r(s.from, a.String()) {
-		return "", errNoRoute
+	if s.srv.opts.Route == nil {
+		return a.String(), nil, nil
 	}
-	return a.String(), nil
+	route := s.srv.opts.Route(s.from, a.String())
+	if len(route) == 0 {
+		return "", nil, errNoRoute
+	}
+	return a.String(), route, nil
 }
 
 // Data spools the message: our Received header, then the body through the
@@ -186,7 +195,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.reject(errSessionOver)
 	}
 	s.mu.Lock()
-	from, rcpts, helo, mailed := s.from, append([]string(nil), s.rcpts...), s.helo, s.mailed
+	from, rcpts, routes, helo, mailed := s.from, append([]string(nil), s.rcpts...), s.routes, s.helo, s.mailed
 	s.mu.Unlock()
 	switch {
 	case !mailed:
@@ -202,7 +211,7 @@ func (s *session) Data(r io.Reader) error {
 	// hdr goes first, through the bodyReader but past its checks: no
 	// io.MultiReader, whose WriteTo cost 32 KiB a message (body.go).
 	body := newBodyReader(hdr, r, s.srv.opts.Listen.LineEndings == policy.LineEndingsFix && !bdat)
-	id, err := s.srv.opts.Spool.Enqueue(s.srv.ctx, s.conn.client, from, rcpts, body)
+	id, err := s.srv.opts.Spool.EnqueueRouted(s.srv.ctx, s.conn.client, from, rcpts, routes, body)
 	switch {
 	case body.err != nil && err == nil:
 		s.srv.log.Error("spool_contract", "detail", "Enqueue committed a message it could not read", "id", id, "error", body.err)
@@ -226,7 +235,7 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.mailed, s.from, s.rcpts = false, "", nil
+	s.mailed, s.from, s.rcpts, s.routes = false, "", nil, nil
 	s.conn.busy.Store(false)
 }
 

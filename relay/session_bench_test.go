@@ -19,7 +19,7 @@ import (
 // discardSpool reads the body to its end and keeps nothing.
 type discardSpool struct{}
 
-func (discardSpool) Enqueue(_ context.Context, _, _ string, _ []string, body io.Reader) (string, error) {
+func (discardSpool) EnqueueRouted(_ context.Context, _, _ string, _ []string, _ [][]string, body io.Reader) (string, error) {
 	if _, err := io.Copy(io.Discard, body); err != nil {
 		return "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -218,4 +219,36 @@ func TestAuthRefused(t *testing.T) {
 	c.hello()
 	c.cmd("AUTH PLAIN AGFAYg==", "5")
 	c.cmd("MAIL FROM:<a@example.com>", "250 ")
+}
+
+// The route found at RCPT is the one spooled: a route change (a SIGHUP
+// reload) between RCPT and the end of DATA neither refuses an accepted
+// recipient nor reroutes it.
+func TestRouteResolvedOnceAtRcpt(t *testing.T) {
+	var mu sync.Mutex
+	routes := map[string][]string{"a@example.net": {"p1", "p2"}, "b@example.net": {"p3"}}
+	ts := startServer(t, func(o *Options) {
+		o.Route = func(_, rcpt string) []string {
+			mu.Lock()
+			defer mu.Unlock()
+			return routes[rcpt]
+		}
+	})
+	c := dial(t, ts.addr)
+	c.hello()
+	c.cmd("MAIL FROM:<s@example.com>", "250 ")
+	c.cmd("RCPT TO:<a@example.net>", "250 ")
+	c.cmd("RCPT TO:<b@example.net>", "250 ")
+	mu.Lock()
+	routes = map[string][]string{} // the reload: no route for anyone now
+	mu.Unlock()
+	c.cmd("DATA", "354 ")
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	c.expect("250 2.0.0 queued as id-1")
+	m := ts.spool.messages()
+	if len(m) != 1 || !slices.EqualFunc(m[0].routes, [][]string{{"p1", "p2"}, {"p3"}}, slices.Equal[[]string]) {
+		t.Fatalf("spooled routes = %v, want those of RCPT time", m)
+	}
+	c.cmd("MAIL FROM:<s@example.com>", "250 ")
+	c.cmd("RCPT TO:<a@example.net>", "550 5.7.1 ") // the next transaction sees the new routes
 }
