@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 )
 
 // The shipped relay.yaml passes check with its env vars set, names a
@@ -41,7 +43,7 @@ func TestCheckShippedConfig(t *testing.T) {
 func TestDemoOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb smtptest.LogBuffer
 	if err := run(ctx, []string{"demo", "-once"}, &out, &errb); err != nil {
 		t.Fatalf("demo: %v\nstdout:\n%s\nlog:\n%s", err, out.String(), errb.String())
 	}

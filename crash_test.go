@@ -35,7 +35,7 @@ func buildBinary(t *testing.T) string {
 type relayProcess struct {
 	cmd  *exec.Cmd
 	done chan error
-	logs *syncBuffer
+	logs *smtptest.LogBuffer
 
 	mu      sync.Mutex
 	newLine chan struct{} // closed and replaced on every log line
@@ -72,7 +72,7 @@ func startProcess(t *testing.T, bin, config string) *relayProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &relayProcess{cmd: cmd, done: make(chan error, 1), logs: &syncBuffer{}, newLine: make(chan struct{})}
+	p := &relayProcess{cmd: cmd, done: make(chan error, 1), logs: &smtptest.LogBuffer{}, newLine: make(chan struct{})}
 	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)

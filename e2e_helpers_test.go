@@ -23,19 +23,6 @@ import (
 // that it never reaches a log line.
 const testPassword = "pw-Zq8v-never-logged"
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // cfgOpts vary the test configuration: one provider "up", the fake
 // upstream, with its CA in a ca_file and AUTH PLAIN as user/testPassword.
 type cfgOpts struct {
@@ -124,13 +111,13 @@ func startUpstream(t *testing.T, o smtptest.Options) *smtptest.Server {
 type runningRelay struct {
 	addr string
 	app  *daemon.Daemon
-	logs *syncBuffer
+	logs *smtptest.LogBuffer
 	stop func() // stops it and waits; safe to call twice
 }
 
 func startRelay(t *testing.T, cfg *policy.Config) *runningRelay {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &smtptest.LogBuffer{}
 	a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("daemon.New: %v", err)

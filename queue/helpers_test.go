@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tlsrelay/tlsrelay/delivery"
+	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 )
 
 // call is one Deliver call seen by fakeDeliverer.
@@ -93,21 +93,8 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
-func testOptions(t *testing.T, dir string) (Options, *logBuffer) {
-	lb := &logBuffer{}
+func testOptions(t *testing.T, dir string) (Options, *smtptest.LogBuffer) {
+	lb := &smtptest.LogBuffer{}
 	return Options{
 		Dir:   dir,
 		Route: routeTo("p1"),

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 )
 
 // pipeConn returns a guard conn on one end of a net.Pipe and the other end.
@@ -234,7 +236,7 @@ func TestListenAndServeError(t *testing.T) {
 }
 
 func TestErrorLogGoesToSlog(t *testing.T) {
-	var buf syncBuffer
+	var buf smtptest.LogBuffer
 	l := errorLog{slog.New(slog.NewTextHandler(&buf, nil))}
 	l.Printf("error handling %v: %s", "127.0.0.1:1", "boom")
 	l.Println("panic", 1)

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/internal/smtptest"
 	"github.com/tlsrelay/tlsrelay/policy"
 )
 
@@ -71,30 +71,12 @@ type fullError struct{}
 func (fullError) Error() string { return "spool: over max_bytes" }
 func (fullError) Full() bool    { return true }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testServer is a running Server on 127.0.0.1 with a fake spool.
 type testServer struct {
 	*Server
 	addr  string
 	spool *fakeSpool
-	logs  *syncBuffer
+	logs  *smtptest.LogBuffer
 	done  chan error // Serve's result
 }
 
@@ -129,7 +111,7 @@ func testOptions() Options {
 // it down and checks that Serve returned.
 func startServer(t *testing.T, mod func(*Options)) *testServer {
 	t.Helper()
-	ts := &testServer{spool: &fakeSpool{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	ts := &testServer{spool: &fakeSpool{}, logs: &smtptest.LogBuffer{}, done: make(chan error, 1)}
 	o := testOptions()
 	o.Spool = ts.spool
 	o.Log = slog.New(slog.NewTextHandler(ts.logs, nil))

@@ -75,7 +75,7 @@ func (c *addrConn) RemoteAddr() net.Addr { return c.remote }
 // startPipeServer runs a Server on a pipeListener; see startServer.
 func startPipeServer(t *testing.T, mod func(*Options)) (*testServer, *pipeListener) {
 	t.Helper()
-	ts := &testServer{spool: &fakeSpool{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	ts := &testServer{spool: &fakeSpool{}, logs: &smtptest.LogBuffer{}, done: make(chan error, 1)}
 	o := testOptions()
 	o.Spool = ts.spool
 	o.Log = newTestLogger(ts.logs)

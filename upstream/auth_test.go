@@ -139,7 +139,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // oauthClient is newClient for an OAuth2 provider: it trusts ep, runs on
 // clock, and checks that no OAuth2 secret reaches the log.
-func oauthClient(t *testing.T, p *policy.Provider, ep *tokenEndpoint) (*Client, *lockedBuffer, *fakeClock) {
+func oauthClient(t *testing.T, p *policy.Provider, ep *tokenEndpoint) (*Client, *smtptest.LogBuffer, *fakeClock) {
 	t.Helper()
 	c, logs := newClient(t, p)
 	c.HTTPClient = ep.srv.Client()

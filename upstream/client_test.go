@@ -1,13 +1,11 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +24,6 @@ var body = "From: app@example.com\r\nTo: b@example.net\r\nSubject: test\r\n\r\n"
 
 var users = map[string]string{"alice": password}
 
-// lockedBuffer collects log output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // fakeProvider is a provider policy for an smtptest server.
 func fakeProvider(s *smtptest.Server, mode policy.TLSMode, mech string) *policy.Provider {
 	return &policy.Provider{
@@ -57,9 +37,9 @@ func fakeProvider(s *smtptest.Server, mode policy.TLSMode, mech string) *policy.
 
 // newClient returns a Client for p, named "fake", whose log is checked for
 // the password when the test ends.
-func newClient(t *testing.T, p *policy.Provider) (*Client, *lockedBuffer) {
+func newClient(t *testing.T, p *policy.Provider) (*Client, *smtptest.LogBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &smtptest.LogBuffer{}
 	t.Cleanup(func() {
 		if strings.Contains(logs.String(), password) {
 			t.Errorf("the password is in the log:\n%s", logs)

@@ -92,7 +92,7 @@ func TestReadHeader(t *testing.T) {
 
 // rewriteDeliver sends msgBody from sender through a server with rewrite_sender
 // set (or not) and returns what the server received.
-func rewriteDeliver(t *testing.T, rewrite, sender, msgBody string) (smtptest.Message, *lockedBuffer) {
+func rewriteDeliver(t *testing.T, rewrite, sender, msgBody string) (smtptest.Message, *smtptest.LogBuffer) {
 	t.Helper()
 	s := smtptest.Start(t, smtptest.Options{Mode: smtptest.ImplicitTLS, Users: users, AuthRequired: true})
 	p := fakeProvider(s, policy.TLSImplicit, "plain")

@@ -310,7 +310,7 @@ func TestCertExpiryWarning(t *testing.T) {
 func TestCertWatchOncePerDay(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	w := &certWatch{now: func() time.Time { return now }}
-	logs := &lockedBuffer{}
+	logs := &smtptest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	soon := &x509.Certificate{Subject: pkix.Name{CommonName: "soon"}, NotAfter: now.Add(10 * 24 * time.Hour)}
 	far := &x509.Certificate{Subject: pkix.Name{CommonName: "far"}, NotAfter: now.Add(90 * 24 * time.Hour)}
