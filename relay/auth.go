@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tlsrelay/tlsrelay/internal/saslogin"
 	"github.com/tlsrelay/tlsrelay/policy"
 )
 
@@ -75,7 +76,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			return s.login(user, pass)
 		}), nil
 	case sasl.Login:
-		return &loginServer{check: s.login}, nil
+		return saslogin.NewServer(s.login), nil
 	}
 	return nil, s.reject(wrapErr(errAuthMechanism, "mechanism not offered"))
 }
@@ -109,32 +110,6 @@ func (s *session) loginFailed(known bool, user string) error {
 		return s.reject(wrapErr(errTooManyFailures, who))
 	}
 	return s.reject(wrapErr(errAuthFailed, who))
-}
-
-// loginServer is the server side of SASL LOGIN (draft-murchison-sasl-login):
-// challenges "Username:" and "Password:"; an initial response is the user name.
-type loginServer struct {
-	step  int
-	user  string
-	check func(user, pass string) error
-}
-
-func (l *loginServer) Next(resp []byte) (challenge []byte, done bool, err error) {
-	switch l.step {
-	case 0:
-		l.step = 1
-		if resp == nil {
-			return []byte("Username:"), false, nil
-		}
-		fallthrough
-	case 1:
-		l.user, l.step = string(resp), 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		return nil, true, l.check(l.user, string(resp))
-	}
-	return nil, false, sasl.ErrUnexpectedClientResponse
 }
 
 // userTable holds listen.users for verify.

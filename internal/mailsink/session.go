@@ -9,6 +9,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/tlsrelay/tlsrelay/internal/saslogin"
 )
 
 var (
@@ -93,7 +95,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			return se.login(sasl.Plain, user, pass)
 		}), nil
 	case sasl.Login:
-		return &loginServer{check: func(user, pass string) error { return se.login(sasl.Login, user, pass) }}, nil
+		return saslogin.NewServer(func(user, pass string) error { return se.login(sasl.Login, user, pass) }), nil
 	case mechXOAuth2:
 		return &xoauth2Server{check: se.bearer}, nil
 	}
@@ -175,34 +177,6 @@ func (se *session) Reset() {
 }
 
 func (se *session) Logout() error { return nil }
-
-// loginServer is the server side of AUTH LOGIN, which go-sasl lacks
-// (docs/design.md, Library gaps). The challenges are the customary "Username:" and
-// "Password:", which go-sasl's LOGIN client expects.
-type loginServer struct {
-	step  int
-	user  string
-	check func(user, pass string) error
-}
-
-func (l *loginServer) Next(resp []byte) (challenge []byte, done bool, err error) {
-	switch l.step {
-	case 0: // AUTH LOGIN [initial response = username]
-		if resp == nil {
-			l.step = 1
-			return []byte("Username:"), false, nil
-		}
-		l.user, l.step = string(resp), 2
-		return []byte("Password:"), false, nil
-	case 1:
-		l.user, l.step = string(resp), 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		return nil, true, l.check(l.user, string(resp))
-	}
-	return nil, false, sasl.ErrUnexpectedClientResponse
-}
 
 const mechXOAuth2 = "XOAUTH2"
 
