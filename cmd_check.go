@@ -21,6 +21,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s is not valid:\n%w", *path, err)
 	}
 	stdout.Write(cfg.Effective())
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(stderr, "%s: OK\n", *path)
 	return nil
 }

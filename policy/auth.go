@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 
@@ -177,6 +178,11 @@ func (d *decoder) readPasswordFile(line int, path, file string) Secret {
 	if pw == "" {
 		d.errorf(line, path, "file %q is empty: want the credential", file)
 		return ""
+	}
+	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o004 != 0 {
+		// Not an error: Kubernetes secret volumes are often 0644 behind a symlink.
+		d.warnings = append(d.warnings, fmt.Sprintf("%s: %s is readable by every user on this machine (mode %04o): "+
+			"chmod 600 %s (or 640 with a group only the relay's user is in)", path, file, st.Mode().Perm(), file))
 	}
 	return Secret(pw)
 }

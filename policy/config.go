@@ -34,6 +34,8 @@ type Config struct {
 	Default   []string             // providers for mail that no route matches
 	Admin     Admin
 	Log       Log
+
+	warnings []string // found while decoding; see Warnings
 }
 
 // Listen is the inbound SMTP listener.
@@ -68,8 +70,17 @@ type Queue struct {
 	// BounceTo is where delivery status notifications go: "" (none),
 	// "sender" (the envelope sender) or an address.
 	BounceTo string
+	// BounceRate caps the notices sent to senders of one domain when
+	// BounceTo is "sender", so forged senders cannot turn the relay into a
+	// source of backscatter; the rest are logged as suppressed. Default 10/h.
+	BounceRate Rate
 	// DelayWarning sends one "still trying" notice after this long; 0 = never.
 	DelayWarning time.Duration
+	// DeadMaxAge removes dead letters older than this (logged). Default 720h.
+	DeadMaxAge time.Duration
+	// DeadMaxBytes is dead/'s own budget: past it, the oldest dead letters
+	// are removed (logged), so failures cannot fill the disk. Default 256MiB.
+	DeadMaxBytes int64
 }
 
 // Retry is the backoff schedule: Initial*Factor^(n-1), capped at Max, +-Jitter.
@@ -114,6 +125,8 @@ type Provider struct {
 	// IdleTimeout is how long an idle upstream connection is kept open for
 	// the next message to this provider. Default 30s.
 	IdleTimeout time.Duration
+	// Timeouts bound each reply and the whole attempt (policy/timeouts.go).
+	Timeouts Timeouts
 	// RewriteSender, when set, replaces the envelope sender and the From:
 	// header's address on the way to this provider (a Reply-To: keeps the
 	// original); the null sender is never rewritten. "" = off.
@@ -218,6 +231,11 @@ type Admin struct {
 	// queued; 0 = never (a provider outage must not take a sidecar's pod
 	// out of service by default).
 	ReadyMaxQueue int
+	// Token, from token_env or token_file, turns on the queue API on Addr:
+	// each queue request then needs "Authorization: Bearer <Token>". Empty
+	// = Addr serves only GET/HEAD of /metrics, /healthz and /readyz.
+	Token     Secret
+	TokenFrom string // "env NAME" or "file PATH", never the value
 }
 
 // Log selects the log format and level.

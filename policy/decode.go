@@ -43,6 +43,8 @@ type decoder struct {
 	env   func(string) (string, bool)
 	errs  []*fieldError
 	lines map[string]int // key path -> line of its key, for cross-field errors
+	// warnings are problems that do not stop the start (Config.Warnings).
+	warnings []string
 }
 
 // errorf records an error at line for the key path.

@@ -24,6 +24,8 @@ type (
 	effectiveAdmin struct {
 		Addr          string `yaml:"addr"`
 		ReadyMaxQueue int    `yaml:"ready_max_queue"`
+		TokenEnv      string `yaml:"token_env,omitempty"`
+		TokenFile     string `yaml:"token_file,omitempty"`
 	}
 	effectiveLog struct {
 		Format string `yaml:"format"`
@@ -48,14 +50,17 @@ type (
 		TLS                 *effectiveListenTLS `yaml:"tls,omitempty"`
 	}
 	effectiveQueue struct {
-		Dir      string         `yaml:"dir"`
-		Retry    effectiveRetry `yaml:"retry,flow"`
-		MaxAge   string         `yaml:"max_age"`
-		MaxBytes any            `yaml:"max_bytes"`
-		MaxItems int            `yaml:"max_items"`
-		Workers  int            `yaml:"workers"`
-		BounceTo string         `yaml:"bounce_to"`
-		Delay    string         `yaml:"delay_warning,omitempty"`
+		Dir        string         `yaml:"dir"`
+		Retry      effectiveRetry `yaml:"retry,flow"`
+		MaxAge     string         `yaml:"max_age"`
+		MaxBytes   any            `yaml:"max_bytes"`
+		MaxItems   int            `yaml:"max_items"`
+		Workers    int            `yaml:"workers"`
+		BounceTo   string         `yaml:"bounce_to"`
+		BounceRate string         `yaml:"bounce_rate"`
+		Delay      string         `yaml:"delay_warning,omitempty"`
+		DeadAge    string         `yaml:"dead_max_age"`
+		DeadBytes  any            `yaml:"dead_max_bytes"`
 	}
 	effectiveRetry struct {
 		Initial string  `yaml:"initial"`
@@ -64,17 +69,18 @@ type (
 		Jitter  float64 `yaml:"jitter"`
 	}
 	effectiveProvider struct {
-		Preset         string         `yaml:"preset,omitempty"`
-		Region         string         `yaml:"region,omitempty"`
-		Host           string         `yaml:"host"`
-		Port           int            `yaml:"port"`
-		MaxConnections int            `yaml:"max_connections"`
-		Rate           string         `yaml:"rate,omitempty"` // "" = no limit
-		MaxMessages    int            `yaml:"max_messages_per_connection"`
-		IdleTimeout    string         `yaml:"idle_timeout"`
-		RewriteSender  string         `yaml:"rewrite_sender,omitempty"`
-		TLS            effectiveTLS   `yaml:"tls"`
-		Auth           *effectiveAuth `yaml:"auth,omitempty"`
+		Preset         string            `yaml:"preset,omitempty"`
+		Region         string            `yaml:"region,omitempty"`
+		Host           string            `yaml:"host"`
+		Port           int               `yaml:"port"`
+		MaxConnections int               `yaml:"max_connections"`
+		Rate           string            `yaml:"rate,omitempty"` // "" = no limit
+		MaxMessages    int               `yaml:"max_messages_per_connection"`
+		IdleTimeout    string            `yaml:"idle_timeout"`
+		Timeouts       effectiveTimeouts `yaml:"timeouts,flow"`
+		RewriteSender  string            `yaml:"rewrite_sender,omitempty"`
+		TLS            effectiveTLS      `yaml:"tls"`
+		Auth           *effectiveAuth    `yaml:"auth,omitempty"`
 	}
 	effectiveTLS struct {
 		Mode               string   `yaml:"mode"`
@@ -116,7 +122,7 @@ func (c *Config) Effective() []byte {
 		Queue:     c.effectiveQueue(),
 		Providers: map[string]effectiveProvider{},
 		Default:   c.Default,
-		Admin:     effectiveAdmin{c.Admin.Addr, c.Admin.ReadyMaxQueue},
+		Admin:     c.Admin.effective(),
 		Log:       effectiveLog{c.Log.Format, c.Log.Level},
 	}
 	for name, p := range c.Providers {
@@ -170,13 +176,22 @@ func (c *Config) effectiveQueue() effectiveQueue {
 			Factor:  q.Retry.Factor,
 			Jitter:  q.Retry.Jitter,
 		},
-		MaxAge:   formatDuration(q.MaxAge),
-		MaxBytes: sizeValue(q.MaxBytes),
-		MaxItems: q.MaxItems,
-		Workers:  q.Workers,
-		BounceTo: q.BounceTo,
-		Delay:    delayWarning(q.DelayWarning),
+		MaxAge:     formatDuration(q.MaxAge),
+		MaxBytes:   sizeValue(q.MaxBytes),
+		MaxItems:   q.MaxItems,
+		Workers:    q.Workers,
+		BounceTo:   q.BounceTo,
+		BounceRate: q.BounceRate.String(),
+		Delay:      delayWarning(q.DelayWarning),
+		DeadAge:    formatDuration(q.DeadMaxAge),
+		DeadBytes:  sizeValue(q.DeadMaxBytes),
 	}
+}
+
+func (a Admin) effective() effectiveAdmin {
+	e := effectiveAdmin{Addr: a.Addr, ReadyMaxQueue: a.ReadyMaxQueue}
+	e.TokenEnv, e.TokenFile = source(a.TokenFrom, "")
+	return e
 }
 
 func delayWarning(d time.Duration) string {
@@ -196,6 +211,7 @@ func effectiveProviderOf(p *Provider) effectiveProvider {
 		Rate:           p.Rate.String(),
 		MaxMessages:    p.MaxMessagesPerConnection,
 		IdleTimeout:    formatDuration(p.IdleTimeout),
+		Timeouts:       p.Timeouts.effective(),
 		RewriteSender:  p.RewriteSender,
 		TLS:            effectiveTLSOf(p.TLS),
 		Auth:           effectiveAuthOf(p.Auth),

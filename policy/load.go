@@ -25,18 +25,19 @@ const DefaultListenAddr = "127.0.0.1:2525"
 // them; any other key is an error. Provider and route sections are keyed by
 // their kind ("providers.*", "routes[]"), not by name or index.
 var schema = map[string][]string{
-	"":                 {"listen", "queue", "providers", "routes", "default", "admin", "log"},
-	"listen":           {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "max_connections_per_ip", "read_timeout", "write_timeout", "session_timeout", "max_line_bytes", "line_endings", "allowed_networks", "allowed_senders", "allowed_recipients", "users", "tls"},
-	"listen.tls":       {"cert_file", "key_file", "min_version"},
-	"listen.users[]":   {"username", "password_env", "password_file", "bcrypt_hash"},
-	"queue":            {"dir", "retry", "max_age", "max_bytes", "max_items", "workers", "bounce_to", "delay_warning"},
-	"queue.retry":      {"initial", "max", "factor", "jitter"},
-	"providers.*":      {"preset", "region", "host", "port", "max_connections", "rate", "max_messages_per_connection", "idle_timeout", "rewrite_sender", "tls", "auth"},
-	"providers.*.tls":  {"mode", "min_version", "max_version", "ciphers", "server_name", "ca_file", "pin_sha256", "cert_file", "key_file", "insecure_skip_verify"},
-	"providers.*.auth": {"mechanism", "username", "username_env", "password_env", "password_file", "oauth2"},
-	"routes[]":         {"sender", "sender_domain", "recipient_domain", "providers"},
-	"log":              {"format", "level"},
-	"admin":            {"addr", "ready_max_queue"},
+	"":                     {"listen", "queue", "providers", "routes", "default", "admin", "log"},
+	"listen":               {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "max_connections_per_ip", "read_timeout", "write_timeout", "session_timeout", "max_line_bytes", "line_endings", "allowed_networks", "allowed_senders", "allowed_recipients", "users", "tls"},
+	"listen.tls":           {"cert_file", "key_file", "min_version"},
+	"listen.users[]":       {"username", "password_env", "password_file", "bcrypt_hash"},
+	"queue":                {"dir", "retry", "max_age", "max_bytes", "max_items", "workers", "bounce_to", "bounce_rate", "delay_warning", "dead_max_age", "dead_max_bytes"},
+	"queue.retry":          {"initial", "max", "factor", "jitter"},
+	"providers.*":          {"preset", "region", "host", "port", "max_connections", "rate", "max_messages_per_connection", "idle_timeout", "timeouts", "rewrite_sender", "tls", "auth"},
+	"providers.*.timeouts": {"connect", "greeting", "command", "data_end", "attempt"},
+	"providers.*.tls":      {"mode", "min_version", "max_version", "ciphers", "server_name", "ca_file", "pin_sha256", "cert_file", "key_file", "insecure_skip_verify"},
+	"providers.*.auth":     {"mechanism", "username", "username_env", "password_env", "password_file", "oauth2"},
+	"routes[]":             {"sender", "sender_domain", "recipient_domain", "providers"},
+	"log":                  {"format", "level"},
+	"admin":                {"addr", "ready_max_queue", "token_env", "token_file"},
 
 	// XOAUTH2 token source (policy/auth.go).
 	"providers.*.auth.oauth2": {"flow", "token_url", "client_id", "client_id_env", "client_secret_env", "client_secret_file", "refresh_token_env", "refresh_token_file", "scopes"},
@@ -76,6 +77,7 @@ func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 		return nil, err
 	}
 	c.File = name
+	c.warnings = d.warnings
 	return c, nil
 }
 
@@ -304,6 +306,10 @@ func (d *decoder) queue(s *section) Queue {
 		Retry:    Retry{Initial: 30 * time.Second, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2},
 		MaxAge:   120 * time.Hour,
 		MaxBytes: 1 << 30,
+
+		DeadMaxAge:   30 * 24 * time.Hour,
+		DeadMaxBytes: 256 << 20,
+		BounceRate:   Rate{N: 10, Per: time.Hour},
 	}
 	if line, ok := s.str("dir", &q.Dir); ok && q.Dir == "" {
 		d.errorf(line, s.sub("dir"), `want a directory such as "./spool" or "/var/spool/tlsrelay", got ""`)
@@ -320,6 +326,8 @@ func (d *decoder) queue(s *section) Queue {
 	s.size("max_bytes", &q.MaxBytes)
 	s.integer("max_items", 0, maxInt, &q.MaxItems)
 	s.integer("workers", 1, maxInt, &q.Workers)
+	s.duration("dead_max_age", &q.DeadMaxAge)
+	s.size("dead_max_bytes", &q.DeadMaxBytes)
 	d.bounce(s, &q)
 	return q
 }
@@ -329,6 +337,7 @@ func (d *decoder) bounce(s *section, q *Queue) {
 	if line, ok := s.str("bounce_to", &q.BounceTo); ok && q.BounceTo != "" && q.BounceTo != "sender" && !plainAddress(q.BounceTo) {
 		d.errorf(line, s.sub("bounce_to"), `want "" (no notices), "sender" (the envelope sender) or an address such as postmaster@example.com, got %q`, q.BounceTo)
 	}
+	s.rate("bounce_rate", &q.BounceRate)
 	s.duration("delay_warning", &q.DelayWarning)
 	if q.DelayWarning >= q.MaxAge {
 		d.errorf(d.lineOf(s.sub("delay_warning")), s.sub("delay_warning"),
@@ -352,13 +361,6 @@ func plainAddress(a string) bool {
 }
 
 // admin reads the admin HTTP endpoint's keys. It is off unless addr is set.
-func (d *decoder) admin(s *section) Admin {
-	var a Admin
-	s.hostPort("addr", &a.Addr, false)
-	s.integer("ready_max_queue", 0, maxInt, &a.ReadyMaxQueue)
-	return a
-}
-
 func (d *decoder) log(s *section) Log {
 	l := Log{Format: "text", Level: "info"}
 	s.oneOf("format", &l.Format, "text", "json")

@@ -61,13 +61,17 @@ func TestDefaults(t *testing.T) {
 		MaxBytes: 1 << 30,
 		MaxItems: 0,
 		Workers:  4,
+
+		BounceRate:   Rate{N: 10, Per: time.Hour},
+		DeadMaxAge:   30 * 24 * time.Hour,
+		DeadMaxBytes: 256 << 20,
 	}
 	if c.Queue != wantQ {
 		t.Errorf("Queue = %+v\nwant %+v", c.Queue, wantQ)
 	}
 	wantP := &Provider{
 		Name: "up", Host: "smtp.example.com", Port: 465, MaxConnections: 4,
-		MaxMessagesPerConnection: 100, IdleTimeout: 30 * time.Second,
+		MaxMessagesPerConnection: 100, IdleTimeout: 30 * time.Second, Timeouts: DefaultTimeouts,
 		TLS: TLS{Mode: TLSImplicit, ServerName: "smtp.example.com", MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13},
 	}
 	if !reflect.DeepEqual(c.Providers["up"], wantP) {

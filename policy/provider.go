@@ -82,6 +82,7 @@ func (d *decoder) provider(name string, s *section) *Provider {
 	s.rate("rate", &p.Rate)
 	s.integer("max_messages_per_connection", 1, maxInt, &p.MaxMessagesPerConnection)
 	s.duration("idle_timeout", &p.IdleTimeout)
+	p.Timeouts = d.timeouts(d.child(s, "timeouts", schema["providers.*.timeouts"]...))
 	d.rewriteSender(s, p)
 	p.TLS = d.providerTLS(d.child(s, "tls", schema["providers.*.tls"]...), p, s.has("port"))
 	p.Auth = d.auth(d.child(s, "auth", schema["providers.*.auth"]...))

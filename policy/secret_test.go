@@ -27,12 +27,14 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	good := `providers:
   a: {host: a.example, auth: {username_env: USER, password_env: SECRET}}
   b: {host: b.example, auth: {mechanism: login, username: u, password_file: ` + pwFile + `}}
+admin: {addr: "127.0.0.1:9090", token_env: SECRET}
 `
 	c, err := Parse("good.yaml", []byte(good), env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Providers["a"].Auth.Password.Reveal() != secretValue || c.Providers["b"].Auth.Password.Reveal() != secretValue {
+	if c.Providers["a"].Auth.Password.Reveal() != secretValue || c.Providers["b"].Auth.Password.Reveal() != secretValue ||
+		c.Admin.Token.Reveal() != secretValue {
 		t.Fatal("secrets not loaded")
 	}
 	js, _ := json.Marshal(c)

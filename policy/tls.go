@@ -354,7 +354,8 @@ const certWarnDays = 14
 // certificate verification turned off, TLS versions below 1.2, legacy cipher
 // suites, and client certificates that expire within 14 days.
 func (c *Config) Warnings() []string {
-	var out []string
+	out := append([]string(nil), c.warnings...)
+	out = append(out, c.Admin.exposure()...)
 	for _, name := range sortedNames(c.Providers) {
 		out = append(out, c.Providers[name].tlsWarnings(time.Now())...)
 	}
