@@ -13,6 +13,7 @@ import (
 
 	"github.com/tlsrelay/tlsrelay/admin"
 	"github.com/tlsrelay/tlsrelay/internal/smtptest"
+	"github.com/tlsrelay/tlsrelay/policy"
 )
 
 // get fetches path from the relay's control socket.
@@ -122,5 +123,52 @@ func TestReadyzQueueThreshold(t *testing.T) {
 	r.stop()
 	if err := run(context.Background(), []string{"health", "-dir", spool, "-timeout", "2s"}, &out, &out); err == nil {
 		t.Fatal("health with the relay stopped: nil error")
+	}
+}
+
+// TestAdminAddrPlanes: the daemon wires admin.addr as the monitoring plane,
+// and the queue API there only behind admin's token.
+func TestAdminAddrPlanes(t *testing.T) {
+	up := startUpstream(t, smtptest.Options{Mode: smtptest.StartTLS})
+	up.SetMailErr(func(string) error { return tempFail })
+	for _, token := range []string{"", "tok-for-the-admin-test"} {
+		cfg := relayConfig(t, up, "starttls", t.TempDir())
+		cfg.Queue.Retry.Initial, cfg.Queue.Retry.Max = time.Hour, time.Hour
+		cfg.Admin.Addr = "127.0.0.1:0"
+		cfg.Admin.Token = policy.Secret(token)
+		r := startRelay(t, cfg)
+		id := queuedID(t, r.send(t, trickyBody, "a@example.org"))
+		base := "http://" + r.app.AdminAddr()
+		call := func(method, path, bearer string) int {
+			req, _ := http.NewRequest(method, base+path, nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		wantQueue := 404
+		if token != "" {
+			wantQueue = 401
+		}
+		if got := call("DELETE", "/queue/"+id, "wrong"); got != wantQueue {
+			t.Errorf("token %q: DELETE with a wrong token = %d, want %d", token, got, wantQueue)
+		}
+		if got := call("POST", "/metrics", ""); got != 405 {
+			t.Errorf("POST /metrics = %d, want 405", got)
+		}
+		if token != "" {
+			if got := call("GET", "/queue/"+id, token); got != 200 {
+				t.Errorf("GET /queue/ID with the token = %d, want 200", got)
+			}
+		}
+		if _, err := queueCmd(t, "show", "-dir", cfg.Queue.Dir, id); err != nil {
+			t.Errorf("token %q: the message is gone: %v", token, err)
+		}
+		r.stop()
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tlsrelay/tlsrelay/admin"
-	"github.com/tlsrelay/tlsrelay/queue"
 )
 
 const queueUsage = `Usage: tlsrelay queue COMMAND [-config relay.yaml | -dir SPOOL] [-json] [ID]
@@ -56,27 +55,7 @@ func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runQueueCmd(ctx context.Context, api admin.API, sub string, f *queueFlags, w io.Writer) error {
 	switch sub {
 	case "list", "dead":
-		if c, ok := api.(*admin.Client); ok && f.json {
-			return c.CopyList(ctx, sub == "dead", w) // the relay's JSON as it is: no decode and re-encode
-		}
-		var items []queue.Item
-		var loading int
-		var err error
-		if sub == "dead" {
-			items, err = api.Dead(ctx)
-		} else {
-			items, loading, err = api.List(ctx)
-		}
-		if err != nil {
-			return err
-		}
-		return output(w, f.json, items, func() {
-			admin.PrintItems(w, items, time.Now())
-			if loading > 0 {
-				fmt.Fprintf(w, "(and %s the relay has found in its spool since it started and not read yet)\n",
-					admin.Plural(loading, "more message"))
-			}
-		})
+		return listCmd(ctx, api, sub == "dead", f.json, w)
 	case "show":
 		it, dead, err := api.Show(ctx, f.id)
 		if err != nil {
@@ -143,7 +122,10 @@ func output(w io.Writer, asJSON bool, v any, human func()) error {
 		human()
 		return nil
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(admin.EscapeJSON(b), '\n'))
+	return err
 }

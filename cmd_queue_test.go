@@ -175,3 +175,36 @@ func TestQueueCLIUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueOutputEscapesControls: an upstream whose reply carries terminal
+// escape sequences (set the title, clear the screen, C1 CSI) never gets
+// them to the operator's terminal raw, in text or JSON, listed or shown.
+func TestQueueOutputEscapesControls(t *testing.T) {
+	up := startUpstream(t, smtptest.Options{Mode: smtptest.StartTLS})
+	up.SetMailErr(func(string) error {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later \x1b]0;pwned\x07\x1b[2J \u009b31m \u202eevil"}
+	})
+	spool := t.TempDir()
+	cfg := relayConfig(t, up, "starttls", spool)
+	cfg.Queue.Retry.Initial, cfg.Queue.Retry.Max = time.Hour, time.Hour
+	r := startRelay(t, cfg)
+	id := queuedID(t, r.send(t, trickyBody, "a@example.org"))
+	r.waitQueue(t, "a deferral", deferredOnce)
+	for _, args := range [][]string{
+		{"list", "-dir", spool}, {"list", "-json", "-dir", spool},
+		{"show", "-dir", spool, id}, {"show", "-json", "-dir", spool, id},
+	} {
+		out, err := queueCmd(t, args...)
+		if err != nil {
+			t.Fatalf("queue %v: %v", args, err)
+		}
+		if !strings.Contains(out, "later") {
+			t.Fatalf("queue %v does not show the reply:\n%s", args, out)
+		}
+		for _, c := range out {
+			if c == 0x1b || c == 0x07 || c == 0x9b || c == 0x202e {
+				t.Fatalf("queue %v printed a raw %U:\n%q", args, c, out)
+			}
+		}
+	}
+}

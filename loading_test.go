@@ -19,9 +19,10 @@ func (loadingQueue) Stats() queue.Stats { return queue.Stats{Loading: 3} }
 // loadingAPI is an offline API whose list says 3 more are being read.
 type loadingAPI struct{ admin.Offline }
 
-func (a loadingAPI) List(ctx context.Context) ([]queue.Item, int, error) {
-	items, _, err := a.Offline.List(ctx)
-	return items, 3, err
+func (a loadingAPI) Page(ctx context.Context, dead bool, after string, limit int) (admin.Page, error) {
+	p, err := a.Offline.Page(ctx, dead, after, limit)
+	p.Loading = 3
+	return p, err
 }
 
 // While a restarted relay still reads its spool, GET /queue says how many
@@ -38,13 +39,13 @@ func TestQueueListWhileLoading(t *testing.T) {
 		t.Fatalf("GET /queue: %d, %s %q; want 200 and 3", rec.Code, admin.LoadingHeader, got)
 	}
 	sock := t.TempDir()
-	stop, err := admin.ServeSocket(sock, admin.Handler(admin.Options{Queue: loadingQueue{q}}))
+	stop, err := admin.ServeSocket(sock, admin.Handler(admin.Options{Queue: loadingQueue{q}}), admin.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
-	if _, n, err := admin.NewClient(sock).List(context.Background()); err != nil || n != 3 {
-		t.Fatalf("list over the control socket: %d loading, %v; want 3", n, err)
+	if p, err := admin.NewClient(sock).Page(context.Background(), false, "", 0); err != nil || p.Loading != 3 {
+		t.Fatalf("list over the control socket: %d loading, %v; want 3", p.Loading, err)
 	}
 	var out bytes.Buffer
 	if err := runQueueCmd(context.Background(), loadingAPI{admin.Offline{Q: q}}, "list", &queueFlags{}, &out); err != nil {

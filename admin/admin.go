@@ -21,12 +21,12 @@ import (
 
 // Queue is what the API needs of *queue.Queue.
 type Queue interface {
-	List() []queue.Item
+	Page(after string, limit int) (items []queue.Item, more bool)
 	Get(id string) (queue.Item, error)
 	Retry(id string) error
 	RetryAll() int
 	Delete(id string) error
-	Dead() ([]queue.Item, error)
+	DeadPage(after string, limit int) (items []queue.Item, more bool, err error)
 	GetDead(id string) (queue.Item, error)
 	Requeue(id string) error
 	WaitFor(ctx context.Context, cond func([]queue.Item) bool) error
@@ -40,8 +40,9 @@ const LoadingHeader = "Tlsrelay-Loading"
 
 var _ Queue = (*queue.Queue)(nil)
 
-// MaxFlushWait bounds how long one flush request may wait.
-const MaxFlushWait = time.Hour
+// MaxFlushWait bounds how long one flush request may wait: a connection
+// held longer than that is a connection an attacker could pile up.
+const MaxFlushWait = 5 * time.Minute
 
 // Options configure the admin HTTP handler.
 type Options struct {
@@ -56,12 +57,12 @@ type Options struct {
 //	GET    /readyz              200 if Ready returns nil, else 503 with the reason
 //	GET    /metrics             Prometheus text format (if Metrics is set)
 //
-//	GET    /queue               the queued messages
+//	GET    /queue               the queued messages, a page (?limit=N&after=ID; page.go)
 //	GET    /queue/{id}          one message with its history
 //	POST   /queue/{id}/retry    make it due now
 //	POST   /queue/retry         make every message due now
 //	DELETE /queue/{id}          delete it (no delivery, no bounce)
-//	GET    /dead                the dead letters
+//	GET    /dead                the dead letters, a page
 //	GET    /dead/{id}           one dead letter
 //	POST   /dead/{id}/requeue   move it back into the queue
 //	POST   /queue/flush?wait=D  retry all, then wait up to D until the queue is empty
@@ -70,16 +71,17 @@ type Options struct {
 func Handler(o Options) http.Handler {
 	q := o.Queue
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathHealthz, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET "+PathReadyz, func(w http.ResponseWriter, r *http.Request) { ready(w, o.Ready) })
-	if o.Metrics != nil {
-		mux.Handle("GET "+PathMetrics, o.Metrics.HTTPHandler())
-	}
+	monitorRoutes(mux, o)
 	mux.HandleFunc("GET "+PathQueue, func(w http.ResponseWriter, r *http.Request) {
+		after, limit, ok := pageParams(w, r)
+		if !ok {
+			return
+		}
 		if n := q.Stats().Loading; n > 0 {
 			w.Header().Set(LoadingHeader, strconv.Itoa(n))
 		}
-		writeItems(w, q.List())
+		items, more := q.Page(after, limit)
+		servePage(w, items, more)
 	})
 	mux.HandleFunc("GET "+PathQueue+idPattern, func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.Get(r.PathValue("id"))
@@ -95,12 +97,16 @@ func Handler(o Options) http.Handler {
 		reply(w, done{"delete", 1}, q.Delete(r.PathValue("id")))
 	})
 	mux.HandleFunc("GET "+PathDead, func(w http.ResponseWriter, r *http.Request) {
-		items, err := q.Dead()
+		after, limit, ok := pageParams(w, r)
+		if !ok {
+			return
+		}
+		items, more, err := q.DeadPage(after, limit)
 		if err != nil {
 			reply(w, nil, err)
 			return
 		}
-		writeItems(w, items)
+		servePage(w, items, more)
 	})
 	mux.HandleFunc("GET "+PathDead+idPattern, func(w http.ResponseWriter, r *http.Request) {
 		it, err := q.GetDead(r.PathValue("id"))
@@ -156,7 +162,7 @@ func flush(w http.ResponseWriter, r *http.Request, q Queue) {
 		cancel()
 		res.TimedOut = err != nil
 	}
-	res.Remaining = len(q.List())
+	res.Remaining = q.Stats().Items
 	reply(w, res, nil)
 }
 
@@ -182,15 +188,17 @@ func reply(w http.ResponseWriter, v any, err error) {
 func writeItems(w http.ResponseWriter, items []queue.Item) {
 	w.Header().Set("Content-Type", "application/json")
 	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
 	bw.WriteString("[")
 	for i := range items {
 		if i > 0 {
 			bw.WriteString(",")
 		}
-		if err := enc.Encode(&items[i]); err != nil {
+		b, err := json.Marshal(&items[i])
+		if err != nil {
 			return // the client sees a truncated array: invalid JSON, never a wrong one
 		}
+		bw.Write(EscapeJSON(b))
+		bw.WriteString("\n")
 	}
 	bw.WriteString("]\n")
 	bw.Flush()
@@ -203,5 +211,5 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	w.Write(append(EscapeJSON(b), '\n'))
 }

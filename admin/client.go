@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/tlsrelay/tlsrelay/queue"
@@ -100,16 +99,6 @@ func (c *Client) Ready(ctx context.Context) (ready bool, text string, err error)
 	return resp.StatusCode == http.StatusOK, strings.TrimSpace(string(body)), nil
 }
 
-// List returns the queued messages, and how many more a relay just started
-// has yet to read from its spool (LoadingHeader).
-func (c *Client) List(ctx context.Context) (items []queue.Item, loading int, err error) {
-	h, err := c.call(ctx, "GET", PathQueue, &items)
-	if err == nil {
-		loading, _ = strconv.Atoi(h.Get(LoadingHeader))
-	}
-	return items, loading, err
-}
-
 // Show returns one message, or the dead letter of that ID (dead is true).
 func (c *Client) Show(ctx context.Context, id string) (it queue.Item, dead bool, err error) {
 	if _, err = c.call(ctx, "GET", queueItem(id), &it); err == nil {
@@ -138,12 +127,6 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	return err
 }
 
-// Dead returns the dead letters.
-func (c *Client) Dead(ctx context.Context) (items []queue.Item, err error) {
-	_, err = c.call(ctx, "GET", PathDead, &items)
-	return items, err
-}
-
 // Requeue moves a dead letter back into the queue.
 func (c *Client) Requeue(ctx context.Context, id string) error {
 	_, err := c.call(ctx, "POST", deadItem(id)+suffixRequeue, &struct{}{})
@@ -155,15 +138,6 @@ func (c *Client) Requeue(ctx context.Context, id string) error {
 func (c *Client) Flush(ctx context.Context, wait string) (r FlushResult, err error) {
 	_, err = c.call(ctx, "POST", PathFlush+"?wait="+url.QueryEscape(wait), &r)
 	return r, err
-}
-
-// CopyList copies the JSON list of the queue (or of the dead letters) to w
-// as the relay sends it: no decode and re-encode.
-func (c *Client) CopyList(ctx context.Context, dead bool, w io.Writer) error {
-	if dead {
-		return c.stream(ctx, PathDead, w)
-	}
-	return c.stream(ctx, PathQueue, w)
 }
 
 // Close releases nothing: each request has its own connection lifetime.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +33,7 @@ func TestClientOverSocket(t *testing.T) {
 		t.Fatalf("Ping with no server: %v, want ErrNoServer", err)
 	}
 	notReady := errors.New("warming up")
-	stop, err := admin.ServeSocket(dir, admin.Handler(admin.Options{Queue: q, Ready: func() error { return notReady }}))
+	stop, err := admin.ServeSocket(dir, admin.Handler(admin.Options{Queue: q, Ready: func() error { return notReady }}), admin.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,9 +44,9 @@ func TestClientOverSocket(t *testing.T) {
 	if ok, text, err := c.Ready(ctx); err != nil || ok || text != "not ready: warming up" {
 		t.Fatalf("Ready: %v %q %v; want false, the reason, nil", ok, text, err)
 	}
-	items, loading, err := c.List(ctx)
-	if err != nil || len(items) != 1 || items[0].ID != id || loading != 0 {
-		t.Fatalf("List: %+v %d %v; want the one message", items, loading, err)
+	p, err := c.Page(ctx, false, "", 0)
+	if err != nil || len(p.Items) != 1 || p.Items[0].ID != id || p.Loading != 0 || p.Next != "" {
+		t.Fatalf("Page: %+v %v; want the one message, the last page", p, err)
 	}
 	if it, dead, err := c.Show(ctx, id); err != nil || dead || it.ID != id {
 		t.Fatalf("Show: %+v %v %v", it, dead, err)
@@ -58,12 +60,8 @@ func TestClientOverSocket(t *testing.T) {
 	if n, err := c.Retry(ctx, ""); err != nil || n != 1 {
 		t.Fatalf("Retry(all): %d %v", n, err)
 	}
-	var raw strings.Builder
-	if err := c.CopyList(ctx, false, &raw); err != nil || !strings.Contains(raw.String(), id) {
-		t.Fatalf("CopyList: %v %q", err, raw.String())
-	}
-	if d, err := c.Dead(ctx); err != nil || len(d) != 0 {
-		t.Fatalf("Dead: %+v %v", d, err)
+	if d, err := c.Page(ctx, true, "", 0); err != nil || len(d.Items) != 0 {
+		t.Fatalf("Page(dead): %+v %v", d, err)
 	}
 	if err := c.Requeue(ctx, "no-such-id"); err == nil {
 		t.Fatal("Requeue of an unknown ID: no error")
@@ -71,8 +69,8 @@ func TestClientOverSocket(t *testing.T) {
 	if err := c.Delete(ctx, id); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if items, _, err := c.List(ctx); err != nil || len(items) != 0 {
-		t.Fatalf("List after Delete: %+v %v", items, err)
+	if p, err := c.Page(ctx, false, "", 0); err != nil || len(p.Items) != 0 {
+		t.Fatalf("Page after Delete: %+v %v", p, err)
 	}
 	if r, err := c.Flush(ctx, "1s"); err != nil {
 		t.Fatalf("Flush of an empty queue: %+v %v", r, err)
@@ -85,5 +83,38 @@ func TestClientOverSocket(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("PUT %s: %s, want 405", admin.PathQueue, resp.Status)
+	}
+}
+
+// The control socket appears with its final mode, owner-only, and leaves
+// no private directory behind; a flush may not wait past MaxFlushWait.
+func TestControlSocketModeAndFlushCap(t *testing.T) {
+	dir := t.TempDir()
+	q, err := admin.OpenSpool(dir, func(string, string) []string { return []string{"p"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	stop, err := admin.ServeSocket(dir, admin.Handler(admin.Options{Queue: q}), admin.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	st, err := os.Lstat(admin.SocketPath(dir))
+	if err != nil || st.Mode().Type() != os.ModeSocket || st.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket: %v %v, want a socket with mode 0600", st.Mode(), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".cs*")); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := admin.NewClient(dir)
+	if _, err := c.Flush(ctx, (admin.MaxFlushWait + time.Second).String()); err == nil || !strings.Contains(err.Error(), "wait: want a duration from 0s to 5m0s") {
+		t.Fatalf("flush past the cap: %v", err)
+	}
+	stop()
+	if _, err := os.Lstat(admin.SocketPath(dir)); !os.IsNotExist(err) {
+		t.Fatalf("socket still there after stop: %v", err)
 	}
 }

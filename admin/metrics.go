@@ -28,6 +28,8 @@ type Metrics struct {
 	authFailures *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	tls          *prometheus.CounterVec
+	suppressed   *prometheus.CounterVec
+	refused      *prometheus.CounterVec
 }
 
 // NewMetrics registers the counters, plus the Go runtime and process
@@ -49,13 +51,15 @@ func NewMetrics() *Metrics {
 	m.dead = counter("dead_letters_total", "Messages moved to the dead-letter directory.")
 	m.authFailures = vec("upstream_auth_failures_total", "Upstream AUTH refusals, by provider.", "provider")
 	m.tls = vec("upstream_tls_total", "Recipients delivered, by provider, TLS version and cipher suite.", "provider", "version", "cipher")
+	m.suppressed = vec("bounces_suppressed_total", "Delivery status notifications not sent (rate limit, system sender, a notice about a notice), by reason.", "reason")
+	m.refused = vec("admin_requests_refused_total", "Requests to admin.addr refused (no or wrong token, foreign Host), by reason.", "reason")
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tlsrelay_delivery_latency_seconds",
 		Help:    "Time from acceptance to delivery of a recipient, by provider.",
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600},
 	}, []string{"provider"})
 	m.reg.MustRegister(m.accepted, m.acceptedSize, m.rejected, m.delivered, m.deferred, m.failed, m.dead,
-		m.authFailures, m.tls, m.latency,
+		m.authFailures, m.tls, m.latency, m.suppressed, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -139,6 +143,10 @@ func (m *Metrics) count(r slog.Record, preset []slog.Attr) {
 		m.dead.Inc()
 	case "auth failed":
 		m.authFailures.WithLabelValues(provider()).Inc()
+	case "notice suppressed":
+		m.suppressed.WithLabelValues(attr("reason").String()).Inc()
+	case "admin request refused":
+		m.refused.WithLabelValues(attr("reason").String()).Inc()
 	}
 }
 

@@ -12,13 +12,12 @@ import (
 // API is what `tlsrelay queue` does, online (Client, through a running
 // relay's control socket) or offline (Offline, on the spool itself).
 type API interface {
-	// List returns the queued messages, and how many more a relay just
-	// started has yet to read from its spool (LoadingHeader).
-	List(ctx context.Context) (items []queue.Item, loading int, err error)
+	// Page returns one page of the queue (or of the dead letters): see
+	// page.go; Each walks them all.
+	Page(ctx context.Context, dead bool, after string, limit int) (Page, error)
 	Show(ctx context.Context, id string) (item queue.Item, dead bool, err error)
 	Retry(ctx context.Context, id string) (int, error) // id "" = all
 	Delete(ctx context.Context, id string) error
-	Dead(ctx context.Context) ([]queue.Item, error)
 	Requeue(ctx context.Context, id string) error
 	Flush(ctx context.Context, wait string) (FlushResult, error)
 	Close() error
@@ -67,9 +66,6 @@ func (noDeliverer) Deliver(context.Context, string, *delivery.Message, []string)
 // Offline works on the spool itself, holding its lock.
 type Offline struct{ Q *queue.Queue }
 
-// List: an offline queue is read whole when it opens, nothing is loading.
-func (a Offline) List(context.Context) ([]queue.Item, int, error) { return a.Q.List(), 0, nil }
-
 func (a Offline) Show(_ context.Context, id string) (queue.Item, bool, error) {
 	it, err := a.Q.Get(id)
 	if err == nil {
@@ -97,7 +93,6 @@ func (a Offline) Retry(_ context.Context, id string) (int, error) {
 }
 
 func (a Offline) Delete(_ context.Context, id string) error  { return a.Q.Delete(id) }
-func (a Offline) Dead(context.Context) ([]queue.Item, error) { return a.Q.Dead() }
 func (a Offline) Requeue(_ context.Context, id string) error { return a.Q.Requeue(id) }
 func (Offline) Flush(context.Context, string) (FlushResult, error) {
 	return FlushResult{}, errors.New("flush delivers mail, so it needs a running relay (tlsrelay serve); " +

@@ -13,35 +13,34 @@ import (
 // This file renders queue items for an operator's terminal: the text of
 // `tlsrelay queue list`, `queue dead` and `queue show`.
 
-// PrintItems is the table of `queue list` and `queue dead`: a line per
-// message, then a line per recipient with its state.
+// PrintItems is the table of `queue list` and `queue dead`, one page of
+// it: a line per message, then a line per recipient with its state. Text
+// from strangers (addresses, replies) is escaped (Escape).
 func PrintItems(w io.Writer, items []queue.Item, now time.Time) {
-	if len(items) == 0 {
-		fmt.Fprintln(w, "(empty)")
-		return
-	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, it := range items {
 		// A line without tabs ends a column block: each message's
 		// recipients align among themselves.
-		fmt.Fprintf(tw, "%s  %s old  %d bytes  from <%s>\n", it.ID, age(now.Sub(it.Arrived)), it.Size, it.From)
+		fmt.Fprintf(tw, "%s  %s old  %d bytes  from <%s>\n", Escape(it.ID), age(now.Sub(it.Arrived)), it.Size, Escape(it.From))
 		for _, r := range it.Rcpts {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.Addr, r.Status, rcptWhere(r),
-				tries(r.Attempts), rcptNext(r, now), r.LastError)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", Escape(r.Addr), r.Status, rcptWhere(r),
+				tries(r.Attempts), rcptNext(r, now), Escape(r.LastError))
 		}
 	}
 	tw.Flush()
-	fmt.Fprintln(w, Plural(len(items), "message"))
 }
 
 // rcptWhere names the provider a recipient went to or is waiting for.
 func rcptWhere(r queue.Rcpt) string {
 	if r.Status == queue.Delivered {
-		return "via " + r.Provider
+		return "via " + Escape(r.Provider)
 	}
-	at := "at " + r.Route[r.Index]
+	if r.Index < 0 || r.Index >= len(r.Route) { // a spool file edited by hand
+		return "at ?"
+	}
+	at := "at " + Escape(r.Route[r.Index])
 	if len(r.Route) > 1 {
-		at += fmt.Sprintf(" (%d of %s)", r.Index+1, strings.Join(r.Route, ","))
+		at += fmt.Sprintf(" (%d of %s)", r.Index+1, Escape(strings.Join(r.Route, ",")))
 	}
 	return at
 }
@@ -75,21 +74,21 @@ func PrintItem(w io.Writer, it queue.Item, dead bool, now time.Time) {
 		where = "dead letter"
 	}
 	fmt.Fprintf(w, "ID:       %s (%s)\nFrom:     <%s>\nClient:   %s\nArrived:  %s (%s ago)\nSize:     %d bytes\n",
-		it.ID, where, it.From, it.Client, it.Arrived.Format(time.RFC3339), age(now.Sub(it.Arrived)), it.Size)
+		Escape(it.ID), where, Escape(it.From), Escape(it.Client), it.Arrived.Format(time.RFC3339), age(now.Sub(it.Arrived)), it.Size)
 	fmt.Fprintln(w, "Recipients:")
 	for _, r := range it.Rcpts {
-		fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", r.Addr, r.Status, rcptWhere(r), tries(r.Attempts), rcptNext(r, now))
+		fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", Escape(r.Addr), r.Status, rcptWhere(r), tries(r.Attempts), rcptNext(r, now))
 		if r.LastError != "" {
-			fmt.Fprintf(w, "      last error: %s\n", r.LastError)
+			fmt.Fprintf(w, "      last error: %s\n", Escape(r.LastError))
 		}
 		if r.Reply != "" {
-			fmt.Fprintf(w, "      reply: %s\n", r.Reply)
+			fmt.Fprintf(w, "      reply: %s\n", Escape(r.Reply))
 		}
 	}
 	if len(it.History) > 0 {
 		fmt.Fprintln(w, "History:")
 		for _, ev := range it.History {
-			fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", ev.Time.Format(time.RFC3339), ev.Rcpt, ev.Provider, ev.Status, ev.Text)
+			fmt.Fprintf(w, "  %s  %s  %s  %s  %s\n", ev.Time.Format(time.RFC3339), Escape(ev.Rcpt), Escape(ev.Provider), ev.Status, Escape(ev.Text))
 		}
 	}
 }

@@ -1,13 +1,11 @@
 package admin
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // SocketPath is the Unix socket in the spool directory where `serve`
@@ -18,23 +16,47 @@ func SocketPath(spoolDir string) string { return filepath.Join(spoolDir, "contro
 // ServeSocket serves h (queue commands, health) on the control socket of
 // spoolDir until stop. The spool lock is already held, so a socket file left
 // there is stale.
-func ServeSocket(spoolDir string, h http.Handler) (stop func(), err error) {
+//
+// The socket never exists at its path with a mode more open than 0600:
+// it is bound inside a new private (0700) directory, given its mode there,
+// and only then renamed into place (chmod after listen would leave a window
+// in which any local user could connect; the umask is process-wide, so
+// changing it would race other goroutines' files).
+func ServeSocket(spoolDir string, h http.Handler, lim Limits) (stop func(), err error) {
 	path := SocketPath(spoolDir)
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, err := listenPrivate(spoolDir, path)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
+	stopHTTP := Serve(l, h, lim)
 	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx) // a flush still waiting is cut short; its client sees an error
+		stopHTTP()
 		os.Remove(path)
 	}, nil
+}
+
+func listenPrivate(spoolDir, path string) (net.Listener, error) {
+	dir, err := os.MkdirTemp(spoolDir, ".cs") // mode 0700
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(dir)
+	tmp := filepath.Join(dir, "s")
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // the socket moves; stop removes it at its path
+	err = os.Chmod(tmp, 0o600)
+	if err == nil {
+		os.Remove(path)
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return l, nil
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -73,12 +72,17 @@ func (a *Daemon) ready() error {
 	return nil
 }
 
-// adminHandler is the API served on the control socket and on admin.addr.
+// adminHandler is the whole API, served on the control socket.
 func (a *Daemon) adminHandler() http.Handler {
-	return admin.Handler(admin.Options{Queue: a.q, Metrics: a.metrics, Ready: a.ready})
+	return admin.Handler(a.adminOptions())
 }
 
-// serveAdmin serves the admin API on admin.addr, if set, until stop.
+func (a *Daemon) adminOptions() admin.Options {
+	return admin.Options{Queue: a.q, Metrics: a.metrics, Ready: a.ready}
+}
+
+// serveAdmin serves the monitoring plane on admin.addr, if set, and the
+// queue API there too when admin has a token, until stop.
 func (a *Daemon) serveAdmin() (stop func(), err error) {
 	if a.cfg.Admin.Addr == "" {
 		return func() {}, nil
@@ -88,12 +92,13 @@ func (a *Daemon) serveAdmin() (stop func(), err error) {
 		return nil, fmt.Errorf("admin endpoint on %s (admin.addr): %w", a.cfg.Admin.Addr, err)
 	}
 	a.adminAddr = l.Addr().String()
-	srv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
-	a.log.Info("admin endpoint", "addr", a.adminAddr)
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}, nil
+	tcp, _ := l.Addr().(*net.TCPAddr)
+	h := admin.PublicHandler(admin.PublicOptions{
+		Options:  a.adminOptions(),
+		Token:    a.cfg.Admin.Token.Reveal(),
+		Loopback: tcp != nil && tcp.IP.IsLoopback(),
+		Log:      a.log,
+	})
+	a.log.Info("admin endpoint", "addr", a.adminAddr, "queue_api", a.cfg.Admin.Token != "")
+	return admin.Serve(l, h, admin.Limits{Log: a.log}), nil
 }

@@ -125,7 +125,7 @@ func (a *Daemon) Run(ctx context.Context, l net.Listener) error {
 		<-qdone
 		a.up.Close() // the idle upstream connections, once nothing delivers
 	}
-	stopControl, err := admin.ServeSocket(a.cfg.Queue.Dir, a.adminHandler())
+	stopControl, err := admin.ServeSocket(a.cfg.Queue.Dir, a.adminHandler(), admin.Limits{Log: a.log})
 	if err != nil {
 		stopWorkers()
 		a.q.Close()
