@@ -66,7 +66,11 @@ VOLUME /var/spool/tlsrelay
 
 # 2525: SMTP from apps (listen.addr; must be 0.0.0.0:2525 with
 # allowed_networks for other containers to reach it). 9125: admin.addr, off
-# unless set; keep it unpublished (the queue API has no authentication).
+# unless set: /metrics, /healthz and /readyz only (the queue API there needs
+# admin.token_env or token_file, and then a bearer token).
+#
+# The binary is also the sendmail of an app image: COPY --from=this-image
+# /usr/local/bin/tlsrelay /usr/sbin/sendmail (deploy/sendmail/Dockerfile.php).
 EXPOSE 2525 9125
 
 # Exec form, no shell: `health` asks the running relay's /readyz over the

@@ -117,12 +117,18 @@ type runningRelay struct {
 
 func startRelay(t *testing.T, cfg *policy.Config) *runningRelay {
 	t.Helper()
+	return startRelayOn(t, cfg, "127.0.0.1:0")
+}
+
+// startRelayOn is startRelay listening on addr.
+func startRelayOn(t *testing.T, cfg *policy.Config, addr string) *runningRelay {
+	t.Helper()
 	logs := &smtptest.LogBuffer{}
 	a, err := daemon.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("daemon.New: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

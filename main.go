@@ -14,14 +14,16 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/tlsrelay/tlsrelay/sendmail"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -38,6 +40,7 @@ Usage:
   tlsrelay bench   [-server ADDR] [-n 2000] [-c 20] [-size 4k]   load a relay; msg/s and end-of-DATA->250 latency
   tlsrelay queue   list|show|retry|delete|dead|requeue|flush   inspect and act on the spool
   tlsrelay health  [-config relay.yaml | -dir SPOOL]   exit 0 if the running relay is ready (HEALTHCHECK)
+  tlsrelay sendmail [-t] [-i] [-f SENDER] [RCPT ...]   submit a message from stdin (also run as sendmail, mailq)
   tlsrelay version
 
 Run "tlsrelay COMMAND -h" for a command's flags.
@@ -48,14 +51,33 @@ var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, argsByName(os.Args), os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	var se *sendmail.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &se): // sendmail's callers test sysexits.h statuses
+		fmt.Fprintln(os.Stderr, "sendmail:", se.Msg)
+		os.Exit(se.Status)
+	default:
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "tlsrelay:", err)
 		}
 		os.Exit(1)
 	}
+}
+
+// argsByName turns the command line of the binary run under another name
+// into tlsrelay's: "sendmail ARGS" (a link at /usr/sbin/sendmail) is
+// "tlsrelay sendmail ARGS", and "mailq" is "tlsrelay sendmail -bp".
+func argsByName(argv []string) []string {
+	switch filepath.Base(argv[0]) {
+	case "sendmail":
+		return append([]string{"sendmail"}, argv[1:]...)
+	case "mailq":
+		return append([]string{"sendmail", "-bp"}, argv[1:]...)
+	}
+	return argv[1:]
 }
 
 // run executes one command; it is main without the process around it, so
@@ -81,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdQueue(ctx, args, stdout, stderr)
 	case "health":
 		return cmdHealth(ctx, args, stdout, stderr)
+	case "sendmail":
+		return cmdSendmail(ctx, args, os.Stdin, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "version":
@@ -103,26 +127,4 @@ func buildVersion() string {
 		return bi.Main.Version
 	}
 	return version
-}
-
-// newFlagSet returns a flag set that reports errors instead of exiting.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("tlsrelay "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-// parseFlags parses args and refuses positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q (flags go before arguments)\n", fs.Name(), fs.Arg(0))
-		return errUsage
-	}
-	return nil
 }

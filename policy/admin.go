@@ -13,6 +13,15 @@ func (d *decoder) admin(s *section) Admin {
 	return a
 }
 
+// sendmail reads the section for `tlsrelay sendmail`.
+func (d *decoder) sendmail(s *section) Sendmail {
+	var m Sendmail
+	if line, ok := s.str("from", &m.From); ok && !plainAddress(m.From) {
+		d.errorf(line, s.sub("from"), "want an address such as app@example.com (the envelope sender of mail submitted with `tlsrelay sendmail`), got %q", m.From)
+	}
+	return m
+}
+
 // exposure warns when admin.addr is reachable from other machines, and
 // says what they can reach there.
 func (a Admin) exposure() []string {

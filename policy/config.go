@@ -34,6 +34,7 @@ type Config struct {
 	Default   []string             // providers for mail that no route matches
 	Admin     Admin
 	Log       Log
+	Sendmail  Sendmail // `tlsrelay sendmail`; the relay itself does not read it
 
 	warnings []string // found while decoding; see Warnings
 }
@@ -236,6 +237,13 @@ type Admin struct {
 	// = Addr serves only GET/HEAD of /metrics, /healthz and /readyz.
 	Token     Secret
 	TokenFrom string // "env NAME" or "file PATH", never the value
+}
+
+// Sendmail configures `tlsrelay sendmail` (the /usr/sbin/sendmail
+// interface): From is the envelope sender when the caller gives none with
+// -f or -r; "" = $USER@ the host name.
+type Sendmail struct {
+	From string
 }
 
 // Log selects the log format and level.

@@ -20,6 +20,10 @@ type (
 		Default   []string                     `yaml:"default,flow"`
 		Admin     effectiveAdmin               `yaml:"admin"`
 		Log       effectiveLog                 `yaml:"log"`
+		Sendmail  *effectiveSendmail           `yaml:"sendmail,omitempty"`
+	}
+	effectiveSendmail struct {
+		From string `yaml:"from"`
 	}
 	effectiveAdmin struct {
 		Addr          string `yaml:"addr"`
@@ -124,6 +128,9 @@ func (c *Config) Effective() []byte {
 		Default:   c.Default,
 		Admin:     c.Admin.effective(),
 		Log:       effectiveLog{c.Log.Format, c.Log.Level},
+	}
+	if c.Sendmail.From != "" {
+		e.Sendmail = &effectiveSendmail{c.Sendmail.From}
 	}
 	for name, p := range c.Providers {
 		e.Providers[name] = effectiveProviderOf(p)

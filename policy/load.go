@@ -21,11 +21,17 @@ import (
 // address `tlsrelay send` talks to by default.
 const DefaultListenAddr = "127.0.0.1:2525"
 
+// Defaults that `tlsrelay sendmail` needs too (LoadSubmission).
+const (
+	DefaultMaxMessageBytes = 35 << 20
+	DefaultQueueDir        = "./spool"
+)
+
 // schema lists the keys each section accepts, in the order relay.yaml gives
 // them; any other key is an error. Provider and route sections are keyed by
 // their kind ("providers.*", "routes[]"), not by name or index.
 var schema = map[string][]string{
-	"":                     {"listen", "queue", "providers", "routes", "default", "admin", "log"},
+	"":                     {"listen", "queue", "providers", "routes", "default", "admin", "log", "sendmail"},
 	"listen":               {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "max_connections_per_ip", "read_timeout", "write_timeout", "session_timeout", "max_line_bytes", "line_endings", "allowed_networks", "allowed_senders", "allowed_recipients", "users", "tls"},
 	"listen.tls":           {"cert_file", "key_file", "min_version"},
 	"listen.users[]":       {"username", "password_env", "password_file", "bcrypt_hash"},
@@ -38,6 +44,7 @@ var schema = map[string][]string{
 	"routes[]":             {"sender", "sender_domain", "recipient_domain", "providers"},
 	"log":                  {"format", "level"},
 	"admin":                {"addr", "ready_max_queue", "token_env", "token_file"},
+	"sendmail":             {"from"},
 
 	// XOAUTH2 token source (policy/auth.go).
 	"providers.*.auth.oauth2": {"flow", "token_url", "client_id", "client_id_env", "client_secret_env", "client_secret_file", "refresh_token_env", "refresh_token_file", "scopes"},
@@ -159,6 +166,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Default = d.defaultRoute(top, c.Providers)
 	c.Admin = d.admin(d.child(top, "admin", schema["admin"]...))
 	c.Log = d.log(d.child(top, "log", schema["log"]...))
+	c.Sendmail = d.sendmail(d.child(top, "sendmail", schema["sendmail"]...))
 	d.checkCross(c)
 	return c
 }
@@ -189,7 +197,7 @@ func (d *decoder) listen(s *section) Listen {
 	l := Listen{
 		Addr:            DefaultListenAddr,
 		Hostname:        defaultHostname(),
-		MaxMessageBytes: 35 << 20,
+		MaxMessageBytes: DefaultMaxMessageBytes,
 		MaxRecipients:   100,
 		MaxConnections:  100,
 		ReadTimeout:     60 * time.Second,
@@ -302,7 +310,7 @@ func parseNetwork(s string) (netip.Prefix, error) {
 
 func (d *decoder) queue(s *section) Queue {
 	q := Queue{
-		Dir:      "./spool",
+		Dir:      DefaultQueueDir,
 		Retry:    Retry{Initial: 30 * time.Second, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2},
 		MaxAge:   120 * time.Hour,
 		MaxBytes: 1 << 30,
