@@ -238,3 +238,49 @@ func TestSendmailReplyStatuses(t *testing.T) {
 		t.Errorf("relay busy (421): exit %d %q, want 75", res.status, res.stderr)
 	}
 }
+
+// A link named mailq lists the relay's queue, found through -config.
+func TestMailq(t *testing.T) {
+	up := startUpstream(t, smtptest.Options{Mode: smtptest.StartTLS})
+	up.SetMailErr(func(string) error { return tempFail })
+	cfg := testConfig(t, up, cfgOpts{})
+	cfg.Queue.Retry.Initial, cfg.Queue.Retry.Max = time.Hour, time.Hour
+	r := startRelay(t, cfg)
+	id := queuedID(t, r.send(t, trickyBody, "queued@example.org"))
+	r.waitQueue(t, "a deferral", deferredOnce)
+	conf := filepath.Join(t.TempDir(), "relay.yaml")
+	os.WriteFile(conf, []byte("queue: {dir: "+cfg.Queue.Dir+"}\n"), 0o600)
+	link := filepath.Join(t.TempDir(), "mailq")
+	if err := os.Symlink(tlsrelayBinary(t), link); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, link, "-config", conf).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), id) || !strings.Contains(string(out), "queued@example.org") {
+		t.Fatalf("mailq: %v\n%s", err, out)
+	}
+}
+
+// 8-bit UTF-8 content arrives byte for byte (BODY=8BITMIME); a UTF-8
+// sender, which this relay does not offer SMTPUTF8 for, is refused with
+// the relay's reply and exit 65.
+func TestSendmailEightBit(t *testing.T) {
+	r, up := sendmailRelay(t)
+	res := runSendmail(t, tlsrelayBinary(t), "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\n\nGrüße, 你好\n", "-f", "jorg@example.com", "-server", r.addr, "a@example.org")
+	if res.status != 0 {
+		t.Fatalf("exit %d: %s", res.status, res.stderr)
+	}
+	m := waitMessages(t, up, 1)[0]
+	if m.From != "jorg@example.com" || !bytes.HasSuffix(m.Data, []byte("\r\n\r\nGrüße, 你好\r\n")) {
+		t.Fatalf("delivered from %q: %q", m.From, m.Data)
+	}
+}
+
+func TestSendmailUTF8SenderRefused(t *testing.T) {
+	r, _ := sendmailRelay(t)
+	res := runSendmail(t, tlsrelayBinary(t), "Subject: x\n\nhi\n", "-f", "jörg@example.com", "-server", r.addr, "a@example.org")
+	if res.status != 65 || !strings.Contains(res.stderr, "SMTPUTF8") {
+		t.Fatalf("exit %d %q, want 65 with the relay's reply", res.status, res.stderr)
+	}
+}
