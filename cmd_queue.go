@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tlsrelay/tlsrelay/admin"
+	"github.com/tlsrelay/tlsrelay/internal/textesc"
 )
 
 const queueUsage = `Usage: tlsrelay queue COMMAND [-config relay.yaml | -dir SPOOL] [-json] [ID]
@@ -126,6 +127,6 @@ func output(w io.Writer, asJSON bool, v any, human func()) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(admin.EscapeJSON(b), '\n'))
+	_, err = w.Write(append(textesc.EscapeJSON(b), '\n'))
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tlsrelay/tlsrelay/admin"
+	"github.com/tlsrelay/tlsrelay/internal/textesc"
 )
 
 // listCmd is `queue list` and `queue dead`: page by page from the relay (or
@@ -37,7 +38,7 @@ func listCmd(ctx context.Context, api admin.API, dead, asJSON bool, out io.Write
 				w.WriteString(",")
 			}
 			w.WriteString("\n  ")
-			w.Write(admin.EscapeJSON(b))
+			w.Write(textesc.EscapeJSON(b))
 			n++
 		}
 		return nil

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tlsrelay/tlsrelay/internal/textesc"
 	"github.com/tlsrelay/tlsrelay/queue"
 )
 
@@ -197,7 +198,7 @@ func writeItems(w http.ResponseWriter, items []queue.Item) {
 		if err != nil {
 			return // the client sees a truncated array: invalid JSON, never a wrong one
 		}
-		bw.Write(EscapeJSON(b))
+		bw.Write(textesc.EscapeJSON(b))
 		bw.WriteString("\n")
 	}
 	bw.WriteString("]\n")
@@ -211,5 +212,5 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	w.Write(append(EscapeJSON(b), '\n'))
+	w.Write(append(textesc.EscapeJSON(b), '\n'))
 }

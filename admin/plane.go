@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/tlsrelay/tlsrelay/internal/textesc"
 )
 
 // The admin address (admin.addr) is the monitoring plane: Prometheus
@@ -108,8 +110,8 @@ func checkBearer(r *http.Request, want [32]byte) string {
 
 // refuse logs a refused request: who, what, why; never the token.
 func refuse(log *slog.Logger, r *http.Request, reason string) {
-	log.Warn("admin request refused", "remote", r.RemoteAddr, "method", r.Method, "path", Escape(r.URL.Path),
-		"host", Escape(r.Host), "reason", reason)
+	log.Warn("admin request refused", "remote", r.RemoteAddr, "method", r.Method, "path", textesc.Escape(r.URL.Path),
+		"host", textesc.Escape(r.Host), "reason", reason)
 }
 
 // loopbackHost reports whether a Host header names a loopback host.

@@ -1,4 +1,4 @@
-package admin
+package textesc
 
 import (
 	"encoding/json"

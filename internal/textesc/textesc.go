@@ -1,4 +1,8 @@
-package admin
+// Package textesc makes text that strangers wrote safe to show: an
+// upstream's reply, a client's address, a header. admin renders it for
+// the operator's terminal and upstream keeps it in errors, logs and the
+// spool, with the same escapes.
+package textesc
 
 import (
 	"fmt"
@@ -6,11 +10,9 @@ import (
 	"unicode/utf8"
 )
 
-// Text that strangers wrote (an upstream's reply, a client's address, a
-// header) reaches the operator's terminal through `tlsrelay queue`. Raw
-// control bytes there are commands to the terminal (ESC sequences can set
-// the title, rewrite lines, or on some terminals paste or run text), so
-// they are shown escaped, never sent as they are.
+// Raw control bytes are commands to a terminal (ESC sequences can set the
+// title, rewrite lines, or on some terminals paste or run text), so text
+// from strangers is shown escaped, never as it is.
 
 // Escape returns s with C0 and C1 control characters, DEL, invalid UTF-8
 // and the Unicode bidirectional controls (which can make text read in an
