@@ -40,7 +40,8 @@ func (d *attempt) auth() error {
 	} else {
 		client = sasl.NewPlainClient("", a.Username, a.Password.Reveal())
 	}
-	if err := d.sc.Auth(client); err != nil {
+	d.conn.expect("reply to AUTH", d.t.Command) // each step's
+	if err := d.smtp.check(d.sc.Auth(client)); err != nil {
 		return d.authFailed(mech, err, a.PasswordFrom, "")
 	}
 	d.log.Debug("upstream authenticated", "mechanism", mech)
@@ -105,7 +106,8 @@ func (d *attempt) authXOAuth2() error {
 			return err
 		}
 		client := &xoauth2Client{user: a.Username, token: tok}
-		err = d.sc.Auth(client)
+		d.conn.expect("reply to AUTH", d.t.Command) // each step's
+		err = d.smtp.check(d.sc.Auth(client))
 		if err == nil {
 			d.log.Debug("upstream authenticated", "mechanism", mechXOAuth2, "token_refreshed", try > 0)
 			return nil
@@ -120,9 +122,10 @@ func (d *attempt) authXOAuth2() error {
 	}
 }
 
-// accessToken returns an access token from ts, bounded by the timeout.
+// accessToken returns an access token from ts, bounded by tokenTimeout (and
+// the attempt's deadline).
 func (d *attempt) accessToken(ts *tokenSource, refused string) (string, error) {
-	ctx, cancel := context.WithTimeout(d.ctx, d.c.timeout())
+	ctx, cancel := context.WithTimeout(d.ctx, d.c.capped(tokenTimeout))
 	defer cancel()
 	hc := d.c.HTTPClient
 	if hc == nil {
@@ -150,7 +153,7 @@ func (d *attempt) authFailed(mech string, err error, from, serverErr string) err
 	// Temporary even for 535: a rotated password must not dead-letter the
 	// queue (docs/design.md, "Upstream error classes").
 	e := setupErr("auth", err)
-	args := []any{"mechanism", mech, "username", d.p.Auth.Username, "credentials_from", from, "code", e.Code, "error", err}
+	args := []any{"mechanism", mech, "username", d.p.Auth.Username, "credentials_from", from, "code", e.Code, "error", cleanText(err.Error())}
 	if serverErr != "" {
 		args = append(args, "server_error", serverErr)
 	}

@@ -17,8 +17,10 @@
 //     token endpoint, cached per provider (xoauth2.go).
 //   - With the provider's rewrite_sender, the envelope sender and From: are
 //     rewritten on the way out; the spooled message never changes (send.go).
-//   - Every read and write has its own deadline (Client.Timeout), replies are
-//     bounded in size, and cancelling ctx closes the connection (G11, G12).
+//   - Every reply has a whole deadline that slow bytes cannot extend, every
+//     write a progress deadline, and every attempt a total deadline, all
+//     from the provider's timeouts (deadline.go); replies are bounded in
+//     size, and cancelling ctx closes the connection (G11, G12).
 //   - Each recipient gets its own Result. Errors are *Error, classified here
 //     once: temporary, except a 5yz reply to MAIL, RCPT (but 552) or DATA.
 //     An AUTH rejection is temporary: a rotated password must not dead-letter
@@ -60,16 +62,19 @@ type Client struct {
 	Providers map[string]*policy.Provider
 	HelloName string // EHLO name; "" = "localhost"
 	// Dial opens the TCP connection; nil = a net.Dialer. A seam for tests.
-	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
-	Timeout time.Duration // per read and per write (the greeting too); 0 = 2m
-	// DataTimeout is the wait for the reply to the end of the body; 0 = 10m
-	// (RFC 5321 4.5.3.2.6). It is longer than Timeout because giving up
-	// after the provider may have accepted the message means delivering it
-	// twice on the retry.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Timeout, if set, caps every per-provider wait (providers.*.timeouts:
+	// connect, greeting, command) but the end of data's, each write and the
+	// token fetch: tests and the probe use it; 0 = the provider's timeouts.
+	Timeout time.Duration
+	// DataTimeout, if set, caps the wait for the reply to the end of the body
+	// (providers.*.timeouts.data_end; tests use it). That wait is longer than
+	// the others because giving up after the provider may have accepted the
+	// message means delivering it twice on the retry.
 	DataTimeout time.Duration
 	Log         *slog.Logger // nil = discard
 	// HTTPClient asks OAuth2 token endpoints for XOAUTH2 access tokens;
-	// nil = http.DefaultClient (each request bounded by Timeout).
+	// nil = http.DefaultClient (each request bounded by tokenTimeout).
 	HTTPClient *http.Client
 	// Now is the clock that tells when a cached access token expires;
 	// nil = time.Now. A seam for tests.
@@ -87,28 +92,6 @@ type Client struct {
 
 var _ delivery.Deliverer = (*Client)(nil)
 
-const (
-	defaultTimeout     = 2 * time.Minute
-	defaultDataTimeout = 10 * time.Minute
-	// quitTimeout bounds the QUIT after the outcome is known: a server that
-	// does not answer it must not hold the worker for a whole Timeout.
-	quitTimeout = 5 * time.Second
-)
-
-func (c *Client) timeout() time.Duration {
-	if c.Timeout > 0 {
-		return c.Timeout
-	}
-	return defaultTimeout
-}
-
-func (c *Client) dataTimeout() time.Duration {
-	if c.DataTimeout > 0 {
-		return c.DataTimeout
-	}
-	return max(defaultDataTimeout, c.timeout())
-}
-
 func (c *Client) helloName() string {
 	if c.HelloName != "" {
 		return c.HelloName
@@ -116,14 +99,22 @@ func (c *Client) helloName() string {
 	return "localhost"
 }
 
-func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+// dial opens a TCP connection to addr within the connect timeout.
+func (c *Client) dial(ctx context.Context, addr string, within time.Duration) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
+	var conn net.Conn
+	var err error
 	if c.Dial != nil {
-		return c.Dial(ctx, "tcp", addr)
+		conn, err = c.Dial(dctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(dctx, "tcp", addr)
 	}
-	d := net.Dialer{Timeout: c.timeout()}
-	return d.DialContext(ctx, "tcp", addr)
+	if err != nil && dctx.Err() != nil && ctx.Err() == nil {
+		err = notComplete("connect to "+addr, within, err)
+	}
+	return conn, err
 }
 
 // Deliver makes one attempt to hand msg to provider for rcpts. It returns one
@@ -157,21 +148,31 @@ func (c *Client) Deliver(ctx context.Context, provider string, msg *delivery.Mes
 		d.log.Debug("upstream session failed", "error", err)
 	}
 	d.finish(err)
+	if d.cancel != nil {
+		d.cancel()
+	}
 	return d.results
 }
 
 // delivery is the state of one Deliver call.
 type attempt struct {
-	c       *Client
-	ctx     context.Context
-	name    string
-	p       *policy.Provider
-	msg     *delivery.Message
-	rcpts   []string
-	results []delivery.Result
-	pending []bool // no outcome yet: gets the error that ends the session
-	log     *slog.Logger
-	out     *outgoing // the envelope and body to send, once computed (send.go)
+	c      *Client
+	ctx    context.Context // the caller's, bounded by the attempt's deadline (bound)
+	cancel context.CancelFunc
+	name   string
+	p      *policy.Provider
+	t      policy.Timeouts // p's, capped by the Client's overrides
+	// end is the attempt's deadline, endAfter from its start; endWhat names
+	// it in errors ("attempt not finished after 30m0s").
+	end      time.Time
+	endAfter time.Duration
+	endWhat  string
+	msg      *delivery.Message
+	rcpts    []string
+	results  []delivery.Result
+	pending  []bool // no outcome yet: gets the error that ends the session
+	log      *slog.Logger
+	out      *outgoing // the envelope and body to send, once computed (send.go)
 
 	session             // the connection in use: dialled, or taken from the pool
 	stop    func() bool // unregisters the close on ctx cancellation
@@ -208,6 +209,7 @@ func (d *attempt) run() (err error) {
 	if err := d.configure(); err != nil {
 		return err
 	}
+	d.cancel = d.bound("attempt", d.t.Attempt)
 	if d.reuse() {
 		err = d.send()
 		if !d.redial(err) {
@@ -284,7 +286,7 @@ func (d *attempt) configure() error {
 	if strings.ContainsAny(d.c.helloName(), " \t\r\n") {
 		return configErr("hello name %q is not a host name", d.c.helloName())
 	}
-	d.p = p
+	d.p, d.t = p, d.c.timeouts(p)
 	return nil
 }
 
@@ -298,12 +300,13 @@ func isLoopback(host string) bool {
 
 func (d *attempt) connect() error {
 	addr := d.p.Addr()
-	raw, err := d.c.dial(d.ctx, addr)
+	raw, err := d.c.dial(d.ctx, addr, d.t.Connect)
 	if err != nil {
 		return &Error{Op: "dial", Err: err}
 	}
 	d.raw = raw
-	d.conn = &deadlineConn{Conn: raw, timeout: d.c.timeout()}
+	d.conn = &deadlineConn{Conn: raw, write: d.c.capped(writeTimeout)}
+	d.conn.limit(d.endWhat, d.end, d.endAfter)
 	d.stop = context.AfterFunc(d.ctx, func() { raw.Close() })
 	d.log.Debug("upstream connected", "addr", addr, "tls_mode", string(d.p.TLS.Mode))
 	return nil
@@ -314,7 +317,7 @@ func (d *attempt) connect() error {
 func (d *attempt) close(err error) {
 	var e *Error
 	if d.sc != nil && (err == nil || errors.As(err, &e) && e.Code != 0) {
-		d.conn.timeout = min(d.conn.timeout, quitTimeout)
+		d.conn.expect("reply to QUIT", quitTimeout)
 		d.sc.Quit() // best effort: the outcome is already known
 	}
 	d.stop()
@@ -322,11 +325,14 @@ func (d *attempt) close(err error) {
 }
 
 // hello makes the go-smtp client on conn, reads the greeting (unless conn
-// replays one) and says EHLO.
+// replays one) and says EHLO, each reply within its own deadline.
 func (d *attempt) hello(conn *smtpConn) error {
+	conn.dl = d.conn
+	d.conn.await("upstream greeting", d.t.Greeting)
+	d.conn.expect("reply to EHLO", d.t.Command) // and to HELO, if EHLO is refused
 	// Never set sc.DebugWriter: it copies AUTH and bodies (G14).
 	d.sc, d.smtp = smtp.NewClient(conn), conn
-	if err := d.sc.Hello(d.c.helloName()); err != nil {
+	if err := conn.check(d.sc.Hello(d.c.helloName())); err != nil {
 		op := "ehlo"
 		if conn.writes == 0 {
 			op = "greeting"
@@ -344,8 +350,13 @@ func (d *attempt) finish(err error) {
 		err = &Error{Op: "data", Err: errors.New("upstream: no outcome for this recipient")}
 	}
 	var e *Error
-	if ctxErr := d.ctx.Err(); ctxErr != nil && errors.As(err, &e) && e.Code == 0 && !errors.Is(e, ctxErr) {
-		e.Err = fmt.Errorf("%w (%w)", e.Err, ctxErr)
+	if ctxErr := d.ctx.Err(); ctxErr != nil && errors.As(err, &e) && e.Code == 0 {
+		var late *deadlineError
+		if errors.As(context.Cause(d.ctx), &late) {
+			e.Err = d.lateErr(e.Err) // the attempt's deadline, not the caller's
+		} else if !errors.Is(e, ctxErr) {
+			e.Err = fmt.Errorf("%w (%w)", e.Err, ctxErr)
+		}
 	}
 	for i, p := range d.pending {
 		if p {

@@ -2,12 +2,12 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/textproto"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -19,43 +19,18 @@ const maxReplyBytes = 64 << 10
 
 var errReplyTooLong = fmt.Errorf("server sent more than %d bytes without a request (reply too long)", maxReplyBytes)
 
-// deadlineConn gives every Read and Write its own deadline, now+timeout, so
-// that a silent server, or one that stops reading the body, cannot hold a
-// delivery. go-smtp clears its deadlines after each command, sets none while
-// the body is written, and a fixed 5 minutes for the greeting (G11). This conn
-// owns the deadlines: the Set*Deadline calls from go-smtp and crypto/tls
-// above it are ignored.
-type deadlineConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *deadlineConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *deadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
-}
-
-func (c *deadlineConn) SetDeadline(time.Time) error      { return nil }
-func (c *deadlineConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *deadlineConn) SetWriteDeadline(time.Time) error { return nil }
-
 // smtpConn is the connection go-smtp's Client reads and writes. It bounds the
 // bytes read between two writes (G12), counts writes (so that a failed Hello
-// can be told apart: greeting or EHLO), and can replay a greeting.
+// can be told apart: greeting or EHLO), tells the deadlines that a command
+// was sent (deadline.go), and can replay a greeting.
 type smtpConn struct {
 	net.Conn
 	greeting []byte // returned by the first reads, before the connection
 	unread   int    // bytes read since the last write
 	writes   int
+	dl       *deadlineConn // the deadlines under it (under TLS, if any); nil = none
+	partial  int           // bytes read since the last LF
+	cut      error         // the read error that cut a reply line short
 }
 
 func newSMTPConn(c net.Conn) *smtpConn { return &smtpConn{Conn: c} }
@@ -80,15 +55,43 @@ func (c *smtpConn) Read(p []byte) (int, error) {
 	if room := maxReplyBytes - c.unread; len(p) > room {
 		p = p[:room]
 	}
+	if c.cut != nil {
+		return 0, c.cut
+	}
 	n, err := c.Conn.Read(p)
 	c.unread += n
+	if i := bytes.LastIndexByte(p[:n], '\n'); i >= 0 {
+		c.partial = n - 1 - i
+	} else {
+		c.partial += n
+	}
+	if err != nil && c.partial > 0 {
+		c.cut = err
+	}
 	return n, err
+}
+
+// check returns the error that cut a reply line short, if one did, else
+// err. bufio.Reader.ReadLine, under textproto and so go-smtp, drops a read
+// error that follows part of a line and returns the part as the line: a
+// reply cut off at its deadline after "250 o" would read as a 250, and one
+// after "25" as a protocol error that hides the timeout. So every reply go-smtp
+// reads is checked here.
+func (c *smtpConn) check(err error) error {
+	if c.cut != nil {
+		return c.cut
+	}
+	return err
 }
 
 func (c *smtpConn) Write(p []byte) (int, error) {
 	c.unread = 0
 	c.writes++
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err == nil && c.dl != nil {
+		c.dl.sent()
+	}
+	return n, err
 }
 
 // startTLS sends STARTTLS and reads the reply on c, after go-smtp's Client pre
@@ -102,6 +105,7 @@ func startTLS(c *smtpConn) error {
 	}
 	r := textproto.NewReader(bufio.NewReader(c))
 	_, _, err := r.ReadResponse(220)
+	err = c.check(err)
 	var te *textproto.Error
 	if errors.As(err, &te) {
 		return &smtp.SMTPError{Code: te.Code, Message: te.Msg}

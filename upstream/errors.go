@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/tlsrelay/tlsrelay/internal/textesc"
 )
 
 // Error is a failed step of a delivery attempt. It is temporary unless Perm
@@ -17,12 +19,15 @@ type Error struct {
 	Err  error  // the cause; a *smtp.SMTPError when the server replied
 }
 
+// Error is safe for a terminal: the server's text in it is escaped
+// (cleanText), whether it came as a reply or inside another error (a
+// textproto.ProtocolError quotes the line it could not parse).
 func (e *Error) Error() string {
 	var se *smtp.SMTPError
 	if errors.As(e.Err, &se) && e.Err == error(se) {
 		return e.Op + ": " + replyText(se)
 	}
-	return e.Op + ": " + e.Err.Error()
+	return e.Op + ": " + cleanText(e.Err.Error())
 }
 
 // Unwrap returns the cause.
@@ -67,7 +72,8 @@ func setupErr(op string, err error) *Error {
 	return e
 }
 
-// replyText renders a go-smtp reply as "550 5.1.1 text", on one line.
+// replyText renders a go-smtp reply as "550 5.1.1 text", on one line, its
+// text escaped (cleanText).
 func replyText(se *smtp.SMTPError) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%03d", se.Code)
@@ -75,7 +81,7 @@ func replyText(se *smtp.SMTPError) string {
 		fmt.Fprintf(&b, " %d.%d.%d", c[0], c[1], c[2])
 	}
 	if se.Message != "" {
-		b.WriteString(" " + oneLine(se.Message))
+		b.WriteString(" " + cleanText(oneLine(se.Message)))
 	}
 	return b.String()
 }
@@ -84,3 +90,9 @@ func replyText(se *smtp.SMTPError) string {
 func oneLine(s string) string {
 	return strings.ReplaceAll(s, "\n", " ")
 }
+
+// cleanText returns s, text an upstream server wrote, with what a terminal
+// would take as a command escaped (internal/textesc: "\x1b", "\u202e"), so
+// that no raw ESC or OSC sequence from a hostile server reaches a log, the
+// spool's last_error or an operator's terminal.
+func cleanText(s string) string { return textesc.Escape(s) }

@@ -10,7 +10,7 @@ package upstream
 // goes straight to MAIL FROM: the TLS and AUTH checks were made when the
 // connection was set up, and its TLS state (Result.TLS) is kept with it. A
 // connection idle for longer than a second is first checked with NOOP
-// (within Client.Timeout); one that does not answer it is closed and the
+// (within the provider's command timeout); one that does not answer it is closed and the
 // next one is tried, then a new one dialled. One parked more recently is
 // not: under load that NOOP was a fifth round trip per message, and a
 // connection that died meanwhile is found out by MAIL FROM just as well
@@ -26,8 +26,8 @@ package upstream
 // context, or its max_messages_per_connection-th MAIL; nor after Close.
 //
 // Bounds: each parked connection has a timer that says QUIT and closes it
-// after the provider's idle_timeout. Nothing reads a parked connection (its
-// per-read deadline is set by the next read); a server that closed it is
+// after the provider's idle_timeout. Nothing reads a parked connection (the
+// next delivery sets its deadlines); a server that closed it is
 // found out by NOOP. The queue runs at most max_connections deliveries to a
 // provider at once, and a delivery dials only when no connection is idle,
 // so a provider never has more connections, idle or busy, than that; the
@@ -167,7 +167,8 @@ func (pl *pool) drain(forever bool) {
 
 // quit says QUIT on an idle connection, briefly, and closes it.
 func (s *session) quit() {
-	s.conn.timeout = quitTimeout
+	s.conn.limit("", time.Time{}, 0) // no attempt's deadline: quitTimeout only
+	s.conn.expect("reply to QUIT", quitTimeout)
 	s.sc.Quit() // best effort
 	s.raw.Close()
 }
@@ -206,22 +207,23 @@ func (d *attempt) reuse() bool {
 			d.log.Debug("upstream connection reused", "messages", d.msgs, "tls", d.tlsInfo)
 			return true
 		}
-		err := d.sc.Noop()
+		d.conn.expect("reply to NOOP", d.t.Command)
+		err := d.smtp.check(d.sc.Noop())
 		if err == nil {
 			d.log.Debug("upstream connection reused", "messages", d.msgs, "tls", d.tlsInfo)
 			return true
 		}
-		d.log.Debug("idle upstream connection is gone; closing it", "error", err)
+		d.log.Debug("idle upstream connection is gone; closing it", "error", cleanText(err.Error()))
 		d.discard()
 	}
 	return false
 }
 
-// adopt makes s the delivery's session: its deadlines back to Timeout, and
+// adopt makes s the delivery's session: under the attempt's deadline, and
 // closed if ctx ends.
 func (d *attempt) adopt(s *session) {
 	d.session = *s
-	d.conn.timeout = d.c.timeout()
+	d.conn.limit(d.endWhat, d.end, d.endAfter)
 	raw := d.raw
 	d.stop = context.AfterFunc(d.ctx, func() { raw.Close() })
 }
@@ -257,7 +259,7 @@ func (d *attempt) release(err error) {
 			rerr = d.rset()
 		}
 		if rerr != nil {
-			d.log.Debug("upstream connection not kept: RSET failed", "error", rerr)
+			d.log.Debug("upstream connection not kept: RSET failed", "error", cleanText(rerr.Error()))
 			d.sc = nil // no QUIT either
 		} else if d.stop() {
 			s := d.session
@@ -293,14 +295,13 @@ func (d *attempt) parkable(err error) bool {
 // last reply (there is no pipelining), and the reply to RSET is read a byte
 // at a time, so that nothing after it is taken from go-smtp's reader either.
 func (d *attempt) rset() error {
-	d.conn.timeout = min(d.conn.timeout, quitTimeout)
-	defer func() { d.conn.timeout = d.c.timeout() }()
+	d.conn.expect("reply to RSET", quitTimeout)
 	if _, err := io.WriteString(d.smtp, "RSET\r\n"); err != nil {
 		return err
 	}
 	r := textproto.NewReader(bufio.NewReaderSize(byteReader{d.smtp}, 16))
 	_, _, err := r.ReadResponse(250)
-	return err
+	return d.smtp.check(err)
 }
 
 // byteReader reads at most one byte at a time.

@@ -160,15 +160,14 @@ func Probe(ctx context.Context, p *policy.Provider, o ProbeOptions) *ProbeReport
 	}
 	r := &ProbeReport{Provider: p.Name, Addr: p.Addr(), Policy: probePolicy(p),
 		Warnings: append([]string{}, o.Warnings...), EHLO: []string{}, AuthMechanisms: []string{}, Chain: []ProbeCert{}}
-	sctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	c := &Client{Providers: map[string]*policy.Provider{p.Name: p}, HelloName: o.HelloName,
 		Timeout: o.Timeout, Dial: o.Dial, Log: slog.New(slog.DiscardHandler)}
 	pr := &prober{o: o, p: p, parent: ctx, r: r, d: &attempt{
-		c: c, ctx: sctx, name: p.Name, log: c.Log,
+		c: c, ctx: ctx, name: p.Name, log: c.Log,
 		// A placeholder that configure wants; the probe never sends a message.
 		msg: &delivery.Message{Body: strings.NewReader("")},
 	}}
+	defer pr.d.bound("probe session", o.Timeout)() // the session's context and deadline
 	if err := pr.session(); err != nil {
 		pr.diagnose(err)
 	}
@@ -239,6 +238,7 @@ func (pr *prober) startTLS() error {
 	if !offered {
 		return &Error{Op: "starttls", Err: errNoStartTLS}
 	}
+	d.conn.expect("reply to STARTTLS", d.t.Command)
 	if err := startTLS(conn); err != nil {
 		e := setupErr("starttls", err)
 		if e.Code == 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -46,7 +47,7 @@ func (s *scanner) dial() (net.Conn, context.Context, func(), error) {
 	s.n++
 	o := s.pr.o
 	ctx, cancel := context.WithTimeout(s.pr.parent, o.ScanTimeout)
-	raw, err := s.pr.d.c.dial(ctx, s.pr.p.Addr())
+	raw, err := s.pr.d.c.dial(ctx, s.pr.p.Addr(), o.ScanTimeout)
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err
@@ -57,7 +58,9 @@ func (s *scanner) dial() (net.Conn, context.Context, func(), error) {
 		raw.Close()
 		cancel()
 	}
-	return &deadlineConn{Conn: raw, timeout: o.ScanTimeout}, ctx, done, nil
+	conn := &deadlineConn{Conn: raw, write: o.ScanTimeout}
+	conn.limit("diagnostic connection", time.Now().Add(o.ScanTimeout), o.ScanTimeout)
+	return conn, ctx, done, nil
 }
 
 // handshake runs one TLS handshake with cfg on a new connection, after EHLO

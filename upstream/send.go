@@ -35,7 +35,8 @@ func (d *attempt) send() error {
 		return err
 	}
 	d.msgs++ // counts against max_messages_per_connection, accepted or not
-	if err := d.sc.Mail(from, opts); err != nil {
+	d.conn.expect("reply to MAIL FROM", d.t.Command)
+	if err := d.smtp.check(d.sc.Mail(from, opts)); err != nil {
 		return replyErr("mail", err)
 	}
 	d.mailOK = true
@@ -108,7 +109,8 @@ func (d *attempt) rcptAll() ([]int, error) {
 			d.set(i, delivery.Result{Err: &Error{Op: "rcpt", Perm: true, Err: fmt.Errorf("recipient %q: %w", to, err)}})
 			continue
 		}
-		if err := d.sc.Rcpt(to, nil); err != nil {
+		d.conn.expect("reply to RCPT TO", d.t.Command)
+		if err := d.smtp.check(d.sc.Rcpt(to, nil)); err != nil {
 			e := replyErr("rcpt", err)
 			if e.Code == 0 {
 				return nil, e // every recipient still pending gets it
@@ -121,10 +123,13 @@ func (d *attempt) rcptAll() ([]int, error) {
 	return accepted, nil
 }
 
-// data sends the body and returns the server's final reply.
+// data sends the body and returns the server's final reply. Each write of
+// the body has its own progress deadline; the reply to its end, a whole one
+// of its own (RFC 5321 4.5.3.2.6), from the write of the final dot.
 func (d *attempt) data(body io.Reader) (string, error) {
+	d.conn.expect("reply to DATA", d.t.Command)
 	w, err := d.sc.Data()
-	if err != nil {
+	if err = d.smtp.check(err); err != nil {
 		return "", replyErr("data", err)
 	}
 	bp := scanBufs.Get().(*[]byte) // io.Copy would allocate 32 KiB per message
@@ -136,14 +141,13 @@ func (d *attempt) data(body io.Reader) (string, error) {
 		d.broken = true
 		return "", &Error{Op: "data", Perm: errors.Is(err, errCorruptBody), Err: fmt.Errorf("sending the body: %w", err)}
 	}
-	d.conn.timeout = d.c.dataTimeout() // for the final dot and its reply only
+	d.conn.expect("reply to end of data", d.t.DataEnd)
 	resp, err := w.CloseWithResponse()
-	d.conn.timeout = d.c.timeout()
-	if err != nil {
+	if err = d.smtp.check(err); err != nil {
 		return "", replyErr("data", err)
 	}
 	d.txnDone = true
-	return "250 " + oneLine(resp.StatusText), nil
+	return "250 " + cleanText(oneLine(resp.StatusText)), nil
 }
 
 // checkAddr refuses what go-smtp would paste raw into "MAIL FROM:<%s>" or

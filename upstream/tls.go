@@ -154,6 +154,7 @@ func (d *attempt) startTLS() error {
 			"provider %s did not offer STARTTLS; refusing to send in plaintext (run `tlsrelay probe %s` to see what the server offers)",
 			d.name, d.name)}
 	}
+	d.conn.expect("reply to STARTTLS", d.t.Command)
 	if err := startTLS(pre); err != nil {
 		e := setupErr("starttls", err)
 		if e.Code == 0 {
@@ -171,8 +172,10 @@ func (d *attempt) startTLS() error {
 
 // handshake completes and checks the TLS handshake before anything else is
 // sent. go-smtp's own handshake is lazy, and its TLSConnectionState reports
-// ok before it (G13), so it is done here, bounded by ctx and the deadlines.
+// ok before it (G13), so it is done here, bounded by ctx and, whole, by the
+// connect timeout.
 func (d *attempt) handshake(tc *tls.Conn) error {
+	d.conn.await("TLS handshake", d.t.Connect)
 	if err := tc.HandshakeContext(d.ctx); err != nil {
 		return d.tlsErr(explain(err, d.p))
 	}
