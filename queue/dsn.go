@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -70,7 +69,7 @@ func (q *Queue) notify(it *Item, want Status, bodyPath string) {
 
 // readHeader returns the header block of a spooled message, bounded.
 func readHeader(path string) []byte {
-	f, err := os.Open(path)
+	f, err := openOwned(path)
 	if err != nil {
 		return nil
 	}

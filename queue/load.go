@@ -185,7 +185,7 @@ func (q *Queue) readEnvelopes(ids []string, bodies map[string]bool) []loaded {
 
 // readEnvelope reads one envelope and checks it against its body.
 func (q *Queue) readEnvelope(id string, hasBody bool) loaded {
-	b, err := os.ReadFile(q.path(dirQueue, id, ".json"))
+	b, err := readOwned(q.path(dirQueue, id, ".json"))
 	if err != nil {
 		return loaded{id: id, err: err}
 	}

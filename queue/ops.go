@@ -157,7 +157,7 @@ func (q *Queue) Dead() ([]Item, error) {
 }
 
 func (q *Queue) readDead(id string) (Item, error) {
-	b, err := os.ReadFile(q.path(dirDead, id, ".json"))
+	b, err := readOwned(q.path(dirDead, id, ".json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return Item{}, fmt.Errorf("%w %q in dead letters", ErrNotFound, id)
 	}
@@ -194,6 +194,13 @@ func (q *Queue) Requeue(id string) error {
 		}
 	}
 	it.Requeued = now
+	// The body must be the relay's own regular file: a link planted in
+	// dead/ would be moved into the queue and its target sent.
+	body, err := openOwned(q.path(dirDead, id, ".eml"))
+	if err != nil {
+		return fmt.Errorf("requeue %s: %w", id, err)
+	}
+	body.Close()
 	if err := q.reserve(); err != nil {
 		return err
 	}

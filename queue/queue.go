@@ -138,6 +138,9 @@ func Open(o Options, d delivery.Deliverer) (*Queue, error) {
 			return nil, fmt.Errorf("queue: cannot create spool directory: %w", err)
 		}
 	}
+	if err := q.checkSpoolDirs(); err != nil {
+		return nil, err
+	}
 	lock, err := lockDir(filepath.Join(o.Dir, "lock"))
 	if err != nil {
 		return nil, err
@@ -300,5 +303,5 @@ func (q *Queue) WaitFor(ctx context.Context, cond func([]Item) bool) error {
 
 // openBody opens a queued message's body for a delivery attempt.
 func (q *Queue) openBody(id string) (io.ReadCloser, error) {
-	return os.Open(q.path(dirQueue, id, ".eml"))
+	return openOwned(q.path(dirQueue, id, ".eml"))
 }
