@@ -89,6 +89,7 @@ func New(cfg *policy.Config, log *slog.Logger) (*Daemon, error) {
 		Rates:          rates,
 		Bounce: queue.Bounce{
 			To: cfg.Queue.BounceTo, Hostname: cfg.Listen.Hostname, DelayWarning: cfg.Queue.DelayWarning,
+			RateN: cfg.Queue.BounceRate.N, RatePer: cfg.Queue.BounceRate.Per,
 		},
 		Log: log,
 		// A restart on a large queue takes new mail at once; the old

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Bounce configures delivery status notifications (RFC 3464).
@@ -24,10 +25,18 @@ type Bounce struct {
 	// DelayWarning sends one "delayed" notice for a message still not
 	// delivered after this long; 0 = never.
 	DelayWarning time.Duration
+	// RateN per RatePer caps the notices to the senders of one domain when
+	// To is "sender" (dsnlimit.go); zero = 10 per hour.
+	RateN   int
+	RatePer time.Duration
 }
 
-// maxQuotedHeader bounds the original header block quoted in a notice.
-const maxQuotedHeader = 64 << 10
+// maxQuotedHeader bounds the original header block quoted in a notice
+// (the body is never quoted), so that a notice stays under 20 KiB.
+const maxQuotedHeader = 16 << 10
+
+// maxQuotedError bounds each recipient's error in a notice.
+const maxQuotedError = 1000
 
 // target returns the address a notice about it goes to, or "".
 func (b Bounce) target(it *Item) string {
@@ -57,9 +66,14 @@ func (q *Queue) notify(it *Item, want Status, bodyPath string) {
 	if len(rcpts) == 0 {
 		return
 	}
-	msg := q.dsn(it, rcpts, want, readHeader(bodyPath))
-	id, err := q.Enqueue(context.Background(), "localhost", "", []string{to}, strings.NewReader(msg))
+	header := readHeader(bodyPath)
 	kind := map[Status]string{Failed: "bounce", Deferred: "delay_warning"}[want]
+	if reason := q.suppressReason(to, header); reason != "" {
+		q.log.Info("notice suppressed", "id", it.ID, "kind", kind, "to", to, "reason", reason)
+		return
+	}
+	msg := q.dsn(it, rcpts, want, header)
+	id, err := q.Enqueue(context.Background(), "localhost", "", []string{to}, strings.NewReader(msg))
 	if err != nil {
 		q.log.Error("notice not sent", "id", it.ID, "kind", kind, "to", to, "error", err)
 		return
@@ -135,7 +149,7 @@ func (q *Queue) dsn(it *Item, rcpts []Rcpt, want Status, header []byte) string {
 	w("%s", intro)
 	w("")
 	for _, r := range rcpts {
-		w("<%s>: %s", r.Addr, oneLine(r.LastError))
+		w("<%s>: %s", r.Addr, truncate(oneLine(r.LastError), maxQuotedError))
 	}
 	w("")
 	w("--%s", boundary)
@@ -174,4 +188,15 @@ func (q *Queue) deliveryStatus(w func(string, ...any), it *Item, rcpts []Rcpt, a
 // oneLine keeps a text on one header/body line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// truncate cuts s to at most n bytes, at a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + " [...]"
 }

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,52 @@ func TestDelayWarningOnce(t *testing.T) {
 	for _, want := range []string{"Subject: Delayed Mail (still being retried)", "Action: delayed", "Status: 4.0.0", "Will-Retry-Until: "} {
 		if !strings.Contains(notice, want) {
 			t.Errorf("delay notice lacks %q:\n%s", want, notice)
+		}
+	}
+}
+
+// TestForgedSenderFloodIsBounded: 500 failing messages with forged senders
+// across 5 domains and 20 KiB headers yield at most bounce_rate x 5
+// notices, each under 20 KiB without the body; the rest are logged as
+// suppressed. Notices to system senders and about notices are never sent.
+func TestForgedSenderFloodIsBounded(t *testing.T) {
+	o, logs := testOptions(t, t.TempDir())
+	o.Bounce = Bounce{To: "sender", Hostname: "relay.test", RateN: 3, RatePer: time.Hour}
+	d := &fakeDeliverer{fn: failBad}
+	q := openQueue(t, o, d)
+	runQueue(t, q)
+	big := "Subject: flood\r\n" + strings.Repeat("X-Padding: "+strings.Repeat("p", 70)+"\r\n", 250) // ~20 KiB
+	for i := range 500 {
+		from := fmt.Sprintf("victim%d@domain%d.example", i, i%5)
+		if _, err := q.Enqueue(context.Background(), "c", from, []string{"bad@x"}, strings.NewReader(big+"\r\nsecret body\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, from := range []string{"MAILER-DAEMON@sys.example", "postmaster@sys.example", "noreply@sys.example"} {
+		q.Enqueue(context.Background(), "c", from, []string{"bad@x"}, strings.NewReader("Subject: s\r\n\r\nx\r\n"))
+	}
+	q.Enqueue(context.Background(), "c", "x@notice.example", []string{"bad@x"},
+		strings.NewReader("Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\nx\r\n"))
+	q.Enqueue(context.Background(), "c", "y@notice.example", []string{"bad@x"}, strings.NewReader("Auto-Submitted: auto-replied\r\n\r\nx\r\n"))
+	waitEmpty(t, q)
+	notices := 0
+	for _, c := range d.Calls() {
+		if len(c.rcpts) == 1 && c.rcpts[0] != "bad@x" {
+			notices++
+			if len(c.body) >= 20<<10 || strings.Contains(c.body, "secret body") {
+				t.Errorf("notice of %d bytes (or quoting the body) to %s", len(c.body), c.rcpts[0])
+			}
+			if strings.Contains(c.rcpts[0], "sys.example") || strings.Contains(c.rcpts[0], "notice.example") {
+				t.Errorf("notice sent to %s", c.rcpts[0])
+			}
+		}
+	}
+	if notices == 0 || notices > 15 {
+		t.Fatalf("%d notices, want 1 to 15 (3 per domain, 5 domains)", notices)
+	}
+	for _, want := range []string{"reason=\"rate limit\"", "reason=\"system sender\"", "reason=\"message is a notice\""} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no suppression logged with %s", want)
 		}
 	}
 }

@@ -75,16 +75,18 @@ type Queue struct {
 	log  *slog.Logger
 	lock *os.File
 
-	mu      sync.Mutex
-	items   map[string]*entry
-	bytes   int64         // sizes of items in q/, plus reservations
-	pending int           // enqueues in progress (reserved item slots)
-	changed chan struct{} // closed and replaced on every state change
-	wake    chan struct{} // tells the scheduler to look again
-	closed  bool
-	limits  map[string]*connLimit // per provider (limits.go)
-	qsync   *dirSyncer            // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
-	recycle *recycler             // delivered messages' files, kept in tmp/ for reuse
+	mu    sync.Mutex
+	items map[string]*entry
+	// bounceLimit caps notices per sender domain (dsnlimit.go).
+	bounceLimit domainLimiter
+	bytes       int64         // sizes of items in q/, plus reservations
+	pending     int           // enqueues in progress (reserved item slots)
+	changed     chan struct{} // closed and replaced on every state change
+	wake        chan struct{} // tells the scheduler to look again
+	closed      bool
+	limits      map[string]*connLimit // per provider (limits.go)
+	qsync       *dirSyncer            // fsyncs of q/ (Enqueue, persist, retire), shared (group commit)
+	recycle     *recycler             // delivered messages' files, kept in tmp/ for reuse
 	// A background load (Options.LoadInBackground): loading is closed when
 	// it ends (nil: none ran), unloaded counts the envelopes it has yet to
 	// add (guarded by mu), stopLoad asks it to stop (Close).
