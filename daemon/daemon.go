@@ -91,7 +91,9 @@ func New(cfg *policy.Config, log *slog.Logger) (*Daemon, error) {
 			To: cfg.Queue.BounceTo, Hostname: cfg.Listen.Hostname, DelayWarning: cfg.Queue.DelayWarning,
 			RateN: cfg.Queue.BounceRate.N, RatePer: cfg.Queue.BounceRate.Per,
 		},
-		Log: log,
+		DeadMaxAge:   cfg.Queue.DeadMaxAge,
+		DeadMaxBytes: cfg.Queue.DeadMaxBytes,
+		Log:          log,
 		// A restart on a large queue takes new mail at once; the old
 		// messages join as they are read (100,000: 12 s from a cold disk).
 		LoadInBackground: true,

@@ -46,6 +46,9 @@ type Options struct {
 	MaxBytes int64                            // 0 = no limit
 	Workers  int                              // concurrent deliveries; 0 = 4
 	Bounce   Bounce                           // delivery status notifications; zero = none
+	// DeadMaxAge and DeadMaxBytes bound dead/ (deadsweep.go); 0 = no limit.
+	DeadMaxAge   time.Duration
+	DeadMaxBytes int64
 	// MaxConnections bounds concurrent attempts per provider (absent = 4).
 	MaxConnections map[string]int
 	// Rates paces each provider's attempts (absent = no limit). New mail
@@ -79,6 +82,7 @@ type Queue struct {
 	items map[string]*entry
 	// bounceLimit caps notices per sender domain (dsnlimit.go).
 	bounceLimit domainLimiter
+	deadSwept   time.Time     // the last sweep of dead/ (deadsweep.go), under mu
 	bytes       int64         // sizes of items in q/, plus reservations
 	pending     int           // enqueues in progress (reserved item slots)
 	changed     chan struct{} // closed and replaced on every state change
@@ -158,6 +162,7 @@ func Open(o Options, d delivery.Deliverer) (*Queue, error) {
 		lock.Close()
 		return nil, err
 	}
+	q.maybeSweepDead()
 	return q, nil
 }
 

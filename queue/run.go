@@ -112,6 +112,7 @@ func (q *Queue) work(ctx context.Context, e *entry, done chan<- struct{}) {
 		if failed {
 			q.log.Warn("dead", "id", it.ID, "dir", q.path(dirDead, it.ID, ""))
 			q.notify(it, Failed, q.path(dirDead, it.ID, ".eml"))
+			q.maybeSweepDead()
 		}
 		q.mu.Lock()
 		delete(q.items, it.ID)
