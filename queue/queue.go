@@ -225,18 +225,6 @@ func (q *Queue) reserve() error {
 	return nil
 }
 
-// admit accounts a written body's size, or gives the slot back with ErrFull.
-func (q *Queue) admit(size int64) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.opts.MaxBytes > 0 && q.bytes+size > q.opts.MaxBytes {
-		q.pending--
-		return &fullError{reason: fmt.Sprintf("%d bytes queued plus %d would exceed queue.max_bytes", q.bytes, size)}
-	}
-	q.bytes += size
-	return nil
-}
-
 // release gives back a reserved slot and size after a failed enqueue.
 func (q *Queue) release(size int64) {
 	q.mu.Lock()

@@ -102,17 +102,14 @@ func (q *Queue) EnqueueRouted(ctx context.Context, client, from string, to []str
 		return "", err
 	}
 	id := it.ID
-	f, emlTmp, size, err := q.writeTmp(id+".eml", &ctxReader{ctx: ctx, r: body})
+	budget := &budgetReader{q: q, r: &ctxReader{ctx: ctx, r: body}}
+	f, emlTmp, size, err := q.writeTmp(id+".eml", budget)
 	if err != nil {
-		q.release(0)
+		q.release(budget.reserved)
 		return "", fmt.Errorf("queue: write message body: %w", err)
 	}
 	it.Size = size
-	if err := q.admit(size); err != nil {
-		f.Close()
-		q.fs.Remove(emlTmp)
-		return "", err
-	}
+	q.giveBack(budget.reserved - size) // the body now holds exactly its size
 	if err := q.commit(it, f, emlTmp); err != nil {
 		q.release(size)
 		return "", fmt.Errorf("queue: commit message %s: %w", id, err)
