@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -170,5 +172,30 @@ func TestAdminAddrPlanes(t *testing.T) {
 			t.Errorf("token %q: the message is gone: %v", token, err)
 		}
 		r.stop()
+	}
+}
+
+// A 0777 spool owned by another user stops `serve` (exit 1 from main) with
+// the path, the mode and the fix, before it listens.
+func TestServeRefusesForeignSpool(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the spool directory another owner (chown)")
+	}
+	up := startUpstream(t, smtptest.Options{Mode: smtptest.StartTLS})
+	spool := filepath.Join(t.TempDir(), "spool")
+	os.MkdirAll(spool, 0o700)
+	os.Chmod(spool, 0o777)
+	if err := os.Chown(spool, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "relay.yaml")
+	os.WriteFile(conf, []byte(configYAML(t, up, cfgOpts{spool: spool})), 0o600)
+	t.Setenv("UP_PASSWORD", testPassword)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	err := run(ctx, []string{"serve", "-config", conf}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "owned by uid 65534 with mode 0777") || !strings.Contains(err.Error(), "chown -R") {
+		t.Fatalf("serve: %v\n%s", err, out.String())
 	}
 }
