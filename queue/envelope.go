@@ -39,6 +39,11 @@ type Item struct {
 	// Warned is set once a delay warning has been sent.
 	Warned  bool    `json:"warned,omitempty"`
 	History []Event `json:"history,omitempty"` // the last maxHistory attempts' outcomes
+
+	// envSize is the size of the envelope's file in q/ (0: unknown), so
+	// that a recycled file can be overwritten without a truncate
+	// (recycle.go). Not part of the envelope.
+	envSize int64
 }
 
 // Event is one recipient's outcome of one attempt, kept for the operator

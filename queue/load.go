@@ -193,6 +193,7 @@ func (q *Queue) readEnvelope(id string, hasBody bool) loaded {
 	if err != nil {
 		return loaded{id: id, err: err}
 	}
+	it.envSize = int64(len(b))
 	if !hasBody {
 		return loaded{id: id, err: fmt.Errorf("envelope %s.json has no body %s.eml", id, id)}
 	}

@@ -103,7 +103,7 @@ func (q *Queue) EnqueueRouted(ctx context.Context, client, from string, to []str
 	}
 	id := it.ID
 	budget := &budgetReader{q: q, r: &ctxReader{ctx: ctx, r: body}}
-	f, emlTmp, size, err := q.writeTmp(id+".eml", budget)
+	f, emlTmp, size, err := q.writeTmp(id+".eml", kindBody, budget)
 	if err != nil {
 		q.release(budget.reserved)
 		return "", fmt.Errorf("queue: write message body: %w", err)
@@ -122,11 +122,11 @@ func (q *Queue) EnqueueRouted(ctx context.Context, client, from string, to []str
 	return id, nil
 }
 
-// writeTmp writes r into a temporary file (recycled, or tmp/<name>
-// created), unsynced, and returns it open with its path. On error nothing
-// is left behind.
-func (q *Queue) writeTmp(name string, r io.Reader) (File, string, int64, error) {
-	f, tmp, reused, err := q.openTmp(name)
+// writeTmp writes r into a temporary file for a spool file of the kind
+// (recycled, or tmp/<name> created), unsynced, and returns it open with
+// its path and size. On error nothing is left behind.
+func (q *Queue) writeTmp(name string, kind int, r io.Reader) (File, string, int64, error) {
+	f, tmp, reused, err := q.openTmp(name, kind)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -139,11 +139,10 @@ func (q *Queue) writeTmp(name string, r io.Reader) (File, string, int64, error) 
 	bw := getWriter(struct{ io.Writer }{f})
 	defer putWriter(bw)
 	n, err := bw.ReadFrom(r)
-	if err == nil {
+	if err == nil && reused.path != "" {
+		n, err = fit(f, bw, kind, n, reused.size)
+	} else if err == nil {
 		err = bw.Flush()
-	}
-	if err == nil && reused {
-		err = f.Truncate(n) // a recycled file may have been longer
 	}
 	if err != nil {
 		f.Close()
@@ -151,6 +150,29 @@ func (q *Queue) writeTmp(name string, r io.Reader) (File, string, int64, error) 
 		return nil, "", n, err
 	}
 	return f, tmp, n, nil
+}
+
+// maxPad bounds the spaces fit writes instead of a truncate.
+const maxPad = 4 << 10
+
+// fit makes a recycled file, which held old bytes (0: unknown), end where
+// the n bytes just written into bw end, flushes bw, and returns the file's
+// size. A file that held no more needs nothing; an envelope is padded
+// with spaces (JSON allows white space after the value) rather than
+// truncated; anything else is truncated.
+func fit(f File, bw *bufio.Writer, kind int, n, old int64) (int64, error) {
+	if old > 0 && n < old && kind == kindEnvelope && old-n <= maxPad {
+		for ; n < old; n++ {
+			bw.WriteByte(' ')
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return n, err
+	}
+	if old > 0 && n >= old {
+		return n, nil
+	}
+	return n, f.Truncate(n)
 }
 
 // writers holds the 64 KiB buffers of writeTmp: two per message, and
@@ -186,7 +208,7 @@ func (q *Queue) commit(it *Item, body File, bodyTmp string) error {
 	var env File
 	var jsonTmp string
 	if err == nil {
-		env, jsonTmp, _, err = q.writeTmp(id+".json", bytes.NewReader(b))
+		env, jsonTmp, it.envSize, err = q.writeTmp(id+".json", kindEnvelope, bytes.NewReader(b))
 	}
 	if err != nil {
 		body.Close()
@@ -280,9 +302,12 @@ func (q *Queue) persist(it *Item) error {
 	}
 	// One worker owns an item at a time, so this temp name cannot collide.
 	name := it.ID + ".json.new"
-	if _, err := q.writeFile(q.path(dirQueue, it.ID, ".json"), name, bytes.NewReader(b)); err != nil {
+	n, err := q.writeFile(q.path(dirQueue, it.ID, ".json"), name, bytes.NewReader(b))
+	it.envSize = 0 // unknown, unless the new file is surely in place
+	if err != nil {
 		return err
 	}
+	it.envSize = n
 	return q.qsync.Sync() // an fsync of q/ begun after the rename, shared with concurrent callers
 }
 
@@ -294,11 +319,14 @@ func (q *Queue) persist(it *Item) error {
 func (q *Queue) retire(it *Item, dead bool) error {
 	jsonPath, emlPath := q.path(dirQueue, it.ID, ".json"), q.path(dirQueue, it.ID, ".eml")
 	if !dead {
-		// An envelope is a few hundred bytes per recipient.
-		if err := q.dispose(jsonPath, int64(len(it.Rcpts))*512); err != nil {
+		env, exact := it.envSize, it.envSize > 0
+		if !exact {
+			env = int64(len(it.Rcpts)) * 512 // a few hundred bytes per recipient
+		}
+		if err := q.dispose(jsonPath, kindEnvelope, env, exact); err != nil {
 			return err
 		}
-		q.dispose(emlPath, it.Size)
+		q.dispose(emlPath, kindBody, it.Size, true)
 		q.syncRemoval()
 		return nil
 	}
