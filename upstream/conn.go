@@ -22,9 +22,18 @@ var errReplyTooLong = fmt.Errorf("server sent more than %d bytes without a reque
 // smtpConn is the connection go-smtp's Client reads and writes. It bounds the
 // bytes read between two writes (G12), counts writes (so that a failed Hello
 // can be told apart: greeting or EHLO), tells the deadlines that a command
-// was sent (deadline.go), and can replay a greeting.
+// was sent (deadline.go), can replay a greeting, and coalesces writes.
+//
+// Coalescing: go-smtp writes through a 4 KiB bufio.Writer, so a body
+// leaves in 4 KiB writes (4 KiB TLS records) and the final ".\r\n" in a
+// write of its own. Writes are held here, up to maxCoalesce, and sent
+// before the next read: go-smtp reads a reply after every command and
+// after the body, so nothing waits in the buffer for a reply that depends
+// on it. A 4 KiB message then leaves in one write instead of two or three,
+// and a large one in 32 KiB writes (TLS records of 16 KiB).
 type smtpConn struct {
 	net.Conn
+	out      []byte // written, not yet sent (sent before the next read)
 	greeting []byte // returned by the first reads, before the connection
 	unread   int    // bytes read since the last write
 	writes   int
@@ -43,7 +52,13 @@ func afterStartTLS(c net.Conn) *smtpConn {
 	return &smtpConn{Conn: c, greeting: []byte("220 synthetic greeting after STARTTLS\r\n")}
 }
 
+// maxCoalesce bounds the bytes held by smtpConn.Write.
+const maxCoalesce = 32 << 10
+
 func (c *smtpConn) Read(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
 	if len(c.greeting) > 0 {
 		n := copy(p, c.greeting)
 		c.greeting = c.greeting[n:]
@@ -87,6 +102,33 @@ func (c *smtpConn) check(err error) error {
 func (c *smtpConn) Write(p []byte) (int, error) {
 	c.unread = 0
 	c.writes++
+	if len(c.out)+len(p) > maxCoalesce {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+		if len(p) >= maxCoalesce {
+			return c.send(p)
+		}
+	}
+	if c.out == nil {
+		c.out = make([]byte, 0, maxCoalesce)
+	}
+	c.out = append(c.out, p...)
+	return len(p), nil
+}
+
+// flush sends what Write holds.
+func (c *smtpConn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.send(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// send writes p to the connection and tells the deadlines a command left.
+func (c *smtpConn) send(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err == nil && c.dl != nil {
 		c.dl.sent()
