@@ -1,10 +1,14 @@
 package upstream
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/tlsrelay/tlsrelay/internal/crlf"
 )
 
 // errCorruptBody means the spooled body breaks the invariant that only
@@ -12,7 +16,7 @@ import (
 // inbound guard never spools such a body; this is defence in depth, so
 // that a corrupted or hand-edited spool file cannot smuggle a line ending
 // the provider would read differently (security.md T12). A "." line is
-// fine: go-smtp's DATA writer dot-stuffs it.
+// fine: the DATA writer (dotstuff.go) dot-stuffs it.
 var errCorruptBody = errors.New("5.6.0 the spooled message has a bare CR, bare LF or NUL; " +
 	"refusing to send it (check the spool file; the inbound side never writes one)")
 
@@ -24,18 +28,35 @@ type bodyState struct {
 	eightBit bool
 }
 
+// scan checks p, the next bytes of the body, a buffer at a time
+// (internal/crlf; NUL and 8-bit octets eight bytes at a time).
 func (s *bodyState) scan(p []byte) error {
-	for _, b := range p {
-		switch {
-		case s.prevCR && b != '\n':
-			return errCorruptBody
-		case b == '\n' && !s.prevCR, b == 0:
-			return errCorruptBody
-		}
-		s.prevCR = b == '\r'
-		s.eightBit = s.eightBit || b >= 0x80
+	if len(p) == 0 {
+		return nil
 	}
+	ok, trailingCR := crlf.Check(p, s.prevCR)
+	if !ok || bytes.IndexByte(p, 0) >= 0 {
+		return errCorruptBody
+	}
+	s.prevCR = trailingCR
+	s.eightBit = s.eightBit || !isASCIIBytes(p)
 	return nil
+}
+
+// isASCIIBytes reports whether p has no octet >= 0x80, eight at a time.
+func isASCIIBytes(p []byte) bool {
+	for len(p) >= 8 {
+		if binary.LittleEndian.Uint64(p)&0x8080808080808080 != 0 {
+			return false
+		}
+		p = p[8:]
+	}
+	for _, b := range p {
+		if b >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // end reports a CR left at the very end.

@@ -132,8 +132,10 @@ func (d *attempt) data(body io.Reader) (string, error) {
 	if err = d.smtp.check(err); err != nil {
 		return "", replyErr("data", err)
 	}
-	bp := scanBufs.Get().(*[]byte) // io.Copy would allocate 32 KiB per message
-	_, err = io.CopyBuffer(w, &checkedBody{r: body}, *bp)
+	// Not through w, go-smtp's byte-at-a-time dot writer (dotstuff.go).
+	// CopyBuffer: io.Copy would allocate 32 KiB per message.
+	bp := scanBufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(newDotStuffer(d.smtp), &checkedBody{r: body}, *bp)
 	scanBufs.Put(bp)
 	if err != nil {
 		// No final dot is sent: the server cannot take a truncated
