@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"sync"
+
+	"github.com/tlsrelay/tlsrelay/internal/crlf"
 )
 
 const (
@@ -122,15 +124,40 @@ type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
-// process checks in and appends it, converted, to b.out.
+// process checks in and appends it, converted, to b.out. A buffer whose
+// line endings are all CRLF (what clients send) is appended at once,
+// checked a buffer at a time (internal/crlf); any other is taken apart
+// line by line (processLines), which converts and finds the first error.
 func (b *bodyReader) process(in []byte) error {
+	if b.prevCR && len(in) > 0 && in[0] == '\n' { // the LF of the CR that ended the last buffer
+		b.prevCR = false
+		if err := b.emit(crlfBytes); err != nil {
+			return err
+		}
+		in = in[1:]
+	}
+	if ok, trailingCR := crlf.Check(in, b.prevCR); ok && len(in) > 0 {
+		n := len(in)
+		if trailingCR {
+			n-- // held back until its LF comes
+		}
+		b.prevCR = trailingCR
+		return b.emit(in[:n])
+	}
+	return b.processLines(in)
+}
+
+var crlfBytes = []byte("\r\n")
+
+// processLines is process a line at a time.
+func (b *bodyReader) processLines(in []byte) error {
 	for len(in) > 0 {
 		if b.prevCR {
 			if in[0] != '\n' {
 				return errBareCR
 			}
 			b.prevCR = false
-			if err := b.emit([]byte("\r\n")); err != nil {
+			if err := b.emit(crlfBytes); err != nil {
 				return err
 			}
 			in = in[1:]
@@ -149,7 +176,7 @@ func (b *bodyReader) process(in []byte) error {
 		case !b.fix:
 			return errBareLF
 		default:
-			if err := b.emit([]byte("\r\n")); err != nil {
+			if err := b.emit(crlfBytes); err != nil {
 				return err
 			}
 		}
