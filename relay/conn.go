@@ -150,6 +150,8 @@ type conn struct {
 	errs    int       // command lines the guard refused
 	tlsNext bool      // STARTTLS was answered 220: handshake at the next Read
 	readDL  time.Time // the read deadline go-smtp asked for last
+	held    []byte    // continuation lines of a reply not yet written (Write)
+	heldBuf [512]byte // held's storage while it fits
 
 	busy      atomic.Bool                         // a transaction is open: a drain lets it finish
 	authed    atomic.Bool                         // the client has logged in (AUTH)
@@ -322,11 +324,9 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	switch {
 	case bytes.Equal(p, goSMTPPipelining) && c.offerTLS():
-		if _, err := c.out().Write([]byte("250-STARTTLS\r\n")); err != nil {
-			return 0, err
-		}
+		c.hold([]byte("250-STARTTLS\r\n"))
 	case bytes.Equal(p, goSMTPNoTLS) && c.verb == "STARTTLS" && c.offerTLS():
-		if _, err := c.out().Write([]byte("220 2.0.0 Ready to start TLS\r\n")); err != nil {
+		if _, err := c.send([]byte("220 2.0.0 Ready to start TLS\r\n")); err != nil {
 			return 0, err
 		}
 		c.tlsNext = true
@@ -336,7 +336,11 @@ func (c *conn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	c.sasl = bytes.HasPrefix(p, []byte("334 "))
-	n, err := c.out().Write(p)
+	if isContinuation(p) && len(c.held)+len(p) <= maxHeld {
+		c.hold(p)
+		return len(p), nil
+	}
+	n, err := c.send(p)
 	if c.lastReply.Load() && bytes.HasSuffix(p[:n], []byte("\n")) {
 		c.mute.Store(true)
 	}
@@ -345,6 +349,41 @@ func (c *conn) Write(p []byte) (int, error) {
 
 // offerTLS reports whether STARTTLS is offered now: configured, not in use
 // yet, and not after AUTH (RFC 3207 4.2 would have the login forgotten).
+// Replies leave in one write. go-smtp writes each line of a reply with a
+// write of its own (textproto's PrintfLine flushes), so the EHLO reply
+// took eight writes, each waking the client. The continuation lines
+// ("250-...") are held and go out with the final line, which is always
+// written at once: nothing waits for a later read. Only the connection's
+// goroutine (go-smtp's) writes through Write.
+const maxHeld = 4 << 10
+
+// isContinuation reports whether p is one whole line "NNN-...\r\n".
+func isContinuation(p []byte) bool {
+	return len(p) >= 6 && p[3] == '-' && p[len(p)-1] == '\n' &&
+		p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9'
+}
+
+func (c *conn) hold(p []byte) {
+	if c.held == nil {
+		c.held = c.heldBuf[:0]
+	}
+	c.held = append(c.held, p...)
+}
+
+// send writes what is held and p in one write.
+func (c *conn) send(p []byte) (int, error) {
+	if len(c.held) == 0 {
+		return c.out().Write(p)
+	}
+	c.held = append(c.held, p...)
+	_, err := c.out().Write(c.held)
+	c.held = c.held[:0]
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
 func (c *conn) offerTLS() bool {
 	return c.srv.tlsConfig != nil && c.tc == nil && !c.authed.Load()
 }
