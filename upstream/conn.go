@@ -33,9 +33,11 @@ var errReplyTooLong = fmt.Errorf("server sent more than %d bytes without a reque
 // and a large one in 32 KiB writes (TLS records of 16 KiB).
 type smtpConn struct {
 	net.Conn
-	out      []byte // written, not yet sent (sent before the next read)
-	greeting []byte // returned by the first reads, before the connection
-	unread   int    // bytes read since the last write
+	out      []byte   // written, not yet sent (sent before the next read)
+	ahead    [][]byte // commands sent ahead, that go-smtp is still to write (pipeline.go)
+	mismatch bool     // go-smtp wrote another command than the one sent ahead
+	greeting []byte   // returned by the first reads, before the connection
+	unread   int      // bytes read since the last write
 	writes   int
 	dl       *deadlineConn // the deadlines under it (under TLS, if any); nil = none
 	partial  int           // bytes read since the last LF
@@ -100,6 +102,12 @@ func (c *smtpConn) check(err error) error {
 }
 
 func (c *smtpConn) Write(p []byte) (int, error) {
+	if took, err := c.swallow(p); took || err != nil {
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	c.unread = 0
 	c.writes++
 	if len(c.out)+len(p) > maxCoalesce {

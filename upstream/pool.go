@@ -292,7 +292,8 @@ func (d *attempt) parkable(err error) bool {
 // outcome of the delivery is known: a silent server must not hold the
 // worker). go-smtp's Client.Reset cannot be used: it makes the client say
 // EHLO again before its next command. go-smtp has read nothing beyond the
-// last reply (there is no pipelining), and the reply to RSET is read a byte
+// last reply (replies to pipelined commands are all read, or the connection
+// is not reused: pipeline.go), and the reply to RSET is read a byte
 // at a time, so that nothing after it is taken from go-smtp's reader either.
 func (d *attempt) rset() error {
 	d.conn.expect("reply to RSET", quitTimeout)

@@ -35,12 +35,19 @@ func (d *attempt) send() error {
 		return err
 	}
 	d.msgs++ // counts against max_messages_per_connection, accepted or not
+	pipelined := d.pipeline(from, opts, d.sendable())
+	if pipelined {
+		defer d.pipelineDone()
+	}
 	d.conn.expect("reply to MAIL FROM", d.t.Command)
 	if err := d.smtp.check(d.sc.Mail(from, opts)); err != nil {
 		return replyErr("mail", err)
 	}
 	d.mailOK = true
 	accepted, err := d.rcptAll()
+	if err == nil && len(accepted) == 0 && pipelined {
+		d.refusedData()
+	}
 	if err != nil || len(accepted) == 0 {
 		return err
 	}
