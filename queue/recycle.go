@@ -20,14 +20,21 @@ import (
 // file: it writes from the start, truncates to what it wrote and fsyncs
 // before renaming into q/, exactly as with a new file.
 //
-// Bounds: at most maxFree files wait in tmp/, and only files of at most
-// maxRecycleBytes are kept (so at most 16 MiB lie idle); others are
-// removed as before. Files waiting for reuse are not queued mail: a start
+// Bounds: only files of at most maxRecycleBytes are kept, and at most
+// maxFree files of at most maxFreeBytes in all wait in tmp/ (16 MiB, as
+// when the bound was 64 files of at most 256 KiB); others are removed as
+// before. The bound was 64 files until the scale curve of issue 17: with
+// more messages in flight than 32 (the relay's 32 transaction slots, 8
+// deliveries and a short backlog), every generation of messages created
+// and removed files again, and creates were then 39 % of the relay's CPU
+// at 100 sessions on the bench machine (relay/txn.go has the figures).
+// 16 MiB holds about 3,000 messages of 4 KiB. Files waiting for reuse are not queued mail: a start
 // clears tmp/ as always (clearTmp), and nothing that can still be read as a
 // message is ever recycled (an envelope is taken out of q/ first, and a
 // body only after its delivery attempt closed it).
 const (
-	maxFree         = 64
+	maxFree         = 4096
+	maxFreeBytes    = 16 << 20
 	maxRecycleBytes = 256 << 10
 )
 
@@ -42,13 +49,16 @@ type recycler struct {
 	mu      sync.Mutex
 	free    [2][]freeFile // ready for reuse, by kind
 	pending int           // names handed out by slot whose renames have not ended
+	bytes   int64         // the costs of the free files and of the pending slots
 	seq     uint64
 }
 
-// freeFile is a file waiting for reuse, and its size (0: unknown).
+// freeFile is a file waiting for reuse, its size (0: unknown), and what it
+// counts against maxFreeBytes (its size or the estimate it came with).
 type freeFile struct {
 	path string
 	size int64
+	cost int64
 }
 
 // Kinds of spool files, for the recycler.
@@ -68,32 +78,37 @@ func (r *recycler) take(kind int) freeFile {
 	}
 	f := free[len(free)-1]
 	r.free[kind] = free[:len(free)-1]
+	r.bytes -= f.cost
 	return f
 }
 
-// slot returns a new name in tmp/ for a file of size bytes to be renamed
-// to, or "" if it should be removed instead (too big, or enough are
-// waiting). The caller reports the rename's outcome with done.
+// slot returns a new name in tmp/ for a file of size bytes (an estimate
+// will do) to be renamed to, or "" if it should be removed instead (too
+// big, or enough are waiting). The caller reports the rename's outcome
+// with done, passing the same size as cost.
 func (r *recycler) slot(size int64) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if size > maxRecycleBytes || len(r.free[0])+len(r.free[1])+r.pending >= maxFree {
+	if size > maxRecycleBytes || len(r.free[0])+len(r.free[1])+r.pending >= maxFree || r.bytes+size > maxFreeBytes {
 		return ""
 	}
 	r.pending++
+	r.bytes += size
 	r.seq++
 	return filepath.Join(r.dir, fmt.Sprintf("recycled-%d", r.seq))
 }
 
-// done ends a slot: with ok, the file of the kind and size (0: unknown)
-// is now at path and may be reused.
-func (r *recycler) done(path string, kind int, size int64, ok bool) {
+// done ends a slot taken for cost bytes: with ok, the file of the kind
+// and size (0: unknown) is now at path and may be reused.
+func (r *recycler) done(path string, kind int, cost, size int64, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pending--
-	if ok {
-		r.free[kind] = append(r.free[kind], freeFile{path, size})
+	if !ok {
+		r.bytes -= cost
+		return
 	}
+	r.free[kind] = append(r.free[kind], freeFile{path, size, cost})
 }
 
 // openTmp opens a file in tmp/ to write a new spool file of the kind into:
@@ -122,7 +137,7 @@ func (q *Queue) dispose(path string, kind int, size int64, exact bool) error {
 		if !exact {
 			known = 0
 		}
-		q.recycle.done(slot, kind, known, err == nil)
+		q.recycle.done(slot, kind, size, known, err == nil)
 		if err == nil {
 			return nil
 		}

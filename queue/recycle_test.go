@@ -89,7 +89,8 @@ func TestRecycledFilesHoldOnlyTheNewMessage(t *testing.T) {
 	}
 }
 
-// Big files are removed, not kept; and no more than maxFree wait in tmp/.
+// Big files are removed, not kept; and no more than maxFree files, of no
+// more than maxFreeBytes in all, wait in tmp/.
 func TestRecycleBounds(t *testing.T) {
 	dir := t.TempDir()
 	o, _ := testOptions(t, dir)
@@ -101,7 +102,7 @@ func TestRecycleBounds(t *testing.T) {
 	r := &recycler{dir: filepath.Join(dir, "tmp")}
 	for i := 0; i < maxFree+5; i++ {
 		if p := r.slot(100); p != "" {
-			r.done(p, i%2, 100, true)
+			r.done(p, i%2, 100, 100, true)
 		}
 	}
 	if n := len(r.free[kindBody]) + len(r.free[kindEnvelope]); n != maxFree || r.slot(100) != "" {
@@ -109,6 +110,26 @@ func TestRecycleBounds(t *testing.T) {
 	}
 	if f := r.take(kindEnvelope); f.path == "" || f.size != 100 || len(r.free[kindEnvelope]) != maxFree/2-1 {
 		t.Fatal("take did not hand out a free file of its kind")
+	}
+	r = &recycler{dir: filepath.Join(dir, "tmp")}
+	kept := 0
+	for i := 0; i < 2*maxFreeBytes/maxRecycleBytes; i++ {
+		p := r.slot(maxRecycleBytes)
+		if p == "" {
+			continue
+		}
+		ok := i%3 != 0 // a third of the renames fail and give their room back
+		r.done(p, kindBody, maxRecycleBytes, 0, ok)
+		if ok {
+			kept++
+		}
+	}
+	if r.bytes > maxFreeBytes || r.bytes != int64(kept)*maxRecycleBytes || kept < maxFreeBytes/maxRecycleBytes {
+		t.Fatalf("%d bytes in %d kept files (%d in the list), want %d files of %d bytes",
+			r.bytes, kept, len(r.free[kindBody]), maxFreeBytes/maxRecycleBytes, maxRecycleBytes)
+	}
+	if r.take(kindBody); r.bytes != int64(kept-1)*maxRecycleBytes || r.slot(maxRecycleBytes) == "" {
+		t.Fatal("take did not give back the room of the file it handed out")
 	}
 }
 
