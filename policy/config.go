@@ -58,6 +58,11 @@ type Listen struct {
 	AllowedRecipients   []string      // patterns for RCPT TO; nil = any routable recipient
 	Users               []User        // inbound AUTH accounts; nil = no inbound AUTH
 	TLS                 ListenTLS     // inbound STARTTLS; off when TLS.Cert is nil
+	// MaxTransactions bounds the sessions inside a mail transaction (MAIL
+	// to the end of DATA, RSET or QUIT) at once; a MAIL beyond it waits up
+	// to TransactionWait for a slot, then goes ahead anyway (relay/txn.go).
+	MaxTransactions int
+	TransactionWait time.Duration
 }
 
 // Queue is the durable spool and its retry policy.

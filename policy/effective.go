@@ -45,6 +45,8 @@ type (
 		ReadTimeout         string              `yaml:"read_timeout"`
 		WriteTimeout        string              `yaml:"write_timeout"`
 		SessionTimeout      string              `yaml:"session_timeout"`
+		MaxTransactions     int                 `yaml:"max_transactions"`
+		TransactionWait     string              `yaml:"transaction_wait"`
 		MaxLineBytes        int                 `yaml:"max_line_bytes"`
 		LineEndings         string              `yaml:"line_endings"`
 		AllowedNetworks     []string            `yaml:"allowed_networks,flow"`

@@ -26,8 +26,12 @@ const (
 const (
 	defaultSessionTimeout = 30 * time.Minute
 	defaultMaxLineBytes   = 2000 // RFC 5321's 1000-octet text line, doubled as go-smtp does
-	minLineBytes          = 1000 // RFC 5321 4.5.3.1.6: a server must take 1000-octet lines
-	maxLineBytesLimit     = 1 << 20
+	// listen.max_transactions and transaction_wait: see relay/txn.go for
+	// what they bought on the bench machine.
+	defaultMaxTransactions = 32
+	defaultTransactionWait = 2 * time.Second
+	minLineBytes           = 1000 // RFC 5321 4.5.3.1.6: a server must take 1000-octet lines
+	maxLineBytesLimit      = 1 << 20
 )
 
 // User is an inbound AUTH account (listen.users). Exactly one of Password
@@ -62,6 +66,9 @@ func (d *decoder) listenAccess(s *section, l *Listen) {
 	l.TLS.MinVersion = tls.VersionTLS12
 	s.integer("max_connections_per_ip", 1, maxInt, &l.MaxConnectionsPerIP)
 	s.duration("session_timeout", &l.SessionTimeout)
+	l.MaxTransactions, l.TransactionWait = defaultMaxTransactions, defaultTransactionWait
+	s.integer("max_transactions", 1, maxInt, &l.MaxTransactions)
+	s.duration("transaction_wait", &l.TransactionWait)
 	s.integer("max_line_bytes", minLineBytes, maxLineBytesLimit, &l.MaxLineBytes)
 	s.oneOf("line_endings", &l.LineEndings, LineEndingsReject, LineEndingsFix)
 	l.AllowedSenders = d.patterns(s, "allowed_senders", true)
@@ -224,6 +231,8 @@ type effectiveListenTLS struct {
 func (l Listen) effectiveAccess(e *effectiveListen) {
 	e.MaxConnectionsPerIP = l.MaxConnectionsPerIP
 	e.SessionTimeout = formatDuration(l.SessionTimeout)
+	e.MaxTransactions = l.MaxTransactions
+	e.TransactionWait = formatDuration(l.TransactionWait)
 	e.MaxLineBytes = l.MaxLineBytes
 	e.LineEndings = l.LineEndings
 	e.AllowedSenders = l.AllowedSenders

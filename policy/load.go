@@ -32,7 +32,7 @@ const (
 // their kind ("providers.*", "routes[]"), not by name or index.
 var schema = map[string][]string{
 	"":                     {"listen", "queue", "providers", "routes", "default", "admin", "log", "sendmail"},
-	"listen":               {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "max_connections_per_ip", "read_timeout", "write_timeout", "session_timeout", "max_line_bytes", "line_endings", "allowed_networks", "allowed_senders", "allowed_recipients", "users", "tls"},
+	"listen":               {"addr", "hostname", "max_message_bytes", "max_recipients", "max_connections", "max_connections_per_ip", "read_timeout", "write_timeout", "session_timeout", "max_transactions", "transaction_wait", "max_line_bytes", "line_endings", "allowed_networks", "allowed_senders", "allowed_recipients", "users", "tls"},
 	"listen.tls":           {"cert_file", "key_file", "min_version"},
 	"listen.users[]":       {"username", "password_env", "password_file", "bcrypt_hash"},
 	"queue":                {"dir", "retry", "max_age", "max_bytes", "max_items", "workers", "bounce_to", "bounce_rate", "delay_warning", "dead_max_age", "dead_max_bytes"},

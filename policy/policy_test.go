@@ -50,6 +50,9 @@ func TestDefaults(t *testing.T) {
 		MaxLineBytes:        2000,
 		LineEndings:         LineEndingsReject,
 		TLS:                 ListenTLS{MinVersion: tls.VersionTLS12},
+		// issue 17 (relay/txn.go)
+		MaxTransactions: 32,
+		TransactionWait: 2 * time.Second,
 	}
 	if !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("Listen = %+v\nwant %+v", c.Listen, want)

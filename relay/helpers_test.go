@@ -96,6 +96,8 @@ func testOptions() Options {
 			SessionTimeout:      time.Minute,
 			MaxLineBytes:        2000,
 			LineEndings:         policy.LineEndingsReject,
+			MaxTransactions:     10,
+			TransactionWait:     testWait,
 		},
 		Route: func(from, rcpt string) []string {
 			if strings.HasSuffix(rcpt, "@nowhere.test") {

@@ -110,6 +110,7 @@ type Server struct {
 	logins      *loginLimiter
 	maxCommands int
 	sleep       func(time.Duration) // the delay after a failed login; a seam for tests
+	slots       chan struct{}       // transaction slots, listen.max_transactions (txn.go)
 
 	mu            sync.Mutex
 	ln            *listener
@@ -125,7 +126,8 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, log: o.Log, now: o.Now, conns: map[*conn]struct{}{}, perIP: map[netip.Addr]int{},
-		maxCommands: maxCommands, logins: newLoginLimiter(), sleep: time.Sleep}
+		maxCommands: maxCommands, logins: newLoginLimiter(), sleep: time.Sleep,
+		slots: make(chan struct{}, o.Listen.MaxTransactions)}
 	if o.sleep != nil {
 		s.sleep = o.sleep
 	}
@@ -194,6 +196,9 @@ func check(o Options) error {
 		return fmt.Errorf("relay: listen.max_line_bytes must be at least %d, got %d", minCommandLine, l.MaxLineBytes)
 	case l.LineEndings != policy.LineEndingsReject && l.LineEndings != policy.LineEndingsFix:
 		return fmt.Errorf("relay: listen.line_endings must be %q or %q, got %q", policy.LineEndingsReject, policy.LineEndingsFix, l.LineEndings)
+	case l.MaxTransactions <= 0 || l.TransactionWait <= 0:
+		return fmt.Errorf("relay: listen.max_transactions and transaction_wait must be positive, got %d and %s",
+			l.MaxTransactions, l.TransactionWait)
 	case l.ReadTimeout <= 0 || l.WriteTimeout <= 0:
 		return fmt.Errorf("relay: listen.read_timeout and write_timeout must be positive, got %s and %s",
 			l.ReadTimeout, l.WriteTimeout)

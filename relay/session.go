@@ -33,6 +33,7 @@ type session struct {
 	rcpts  []string
 	routes [][]string // routes[i] is rcpts[i]'s, from Options.Route at RCPT; nil without it
 	helo   string     // sanitized, taken at MAIL
+	slot   bool       // holds one of Server.slots (txn.go)
 }
 
 // newSession is go-smtp's Backend: it runs at the first HELO/EHLO.
@@ -70,21 +71,28 @@ func (s *session) mail(from string) error {
 	case s.srv.users != nil && !s.conn.authed.Load():
 		return errAuthRequired
 	}
+	took := s.takeSlot()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	fail := func(err error) error {
+		if took {
+			s.giveSlotLocked()
+		}
+		return err
+	}
 	if s.mailed {
-		return errNestedMail
+		return fail(errNestedMail)
 	}
 	from, err := s.checkSender(from)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	// busy before draining is read, as Shutdown stores draining before it
 	// reads busy: one of the two sees the other.
 	s.conn.busy.Store(true)
 	if s.srv.draining.Load() {
 		s.conn.busy.Store(false)
-		return errShuttingDown
+		return fail(errShuttingDown)
 	}
 	s.mailed, s.from, s.rcpts, s.routes = true, from, nil, nil
 	s.helo = cleanHelo(s.smtp.Hostname())
@@ -237,6 +245,7 @@ func (s *session) Reset() {
 	defer s.mu.Unlock()
 	s.mailed, s.from, s.rcpts, s.routes = false, "", nil, nil
 	s.conn.busy.Store(false)
+	s.giveSlotLocked()
 }
 
 // Logout runs when the connection closes.
