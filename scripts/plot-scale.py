@@ -148,6 +148,11 @@ def svg(points, relays, sessions, path):
             parts.append(f'<polyline points="{line}" fill="none" stroke="{COLOURS.get(r, "black")}" stroke-width="2"/>')
             for x, y in pts:
                 parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{COLOURS.get(r, "black")}"/>')
+    left_out = [f"{r} at {c}" for r in relays for c in sessions
+                if (r, c) in points and median_mps(points[(r, c)]) is None]
+    if left_out:
+        parts.append(f'<text x="{W / 2}" y="34" text-anchor="middle" fill="#555">'
+                     f'left out, sessions refused: {", ".join(left_out)}</text>')
     for k, r in enumerate(relays):
         x = 2 * W / 2 - 150 + k * 110
         parts.append(f'<rect x="{x}" y="{H + 12}" width="12" height="4" fill="{COLOURS.get(r, "black")}"/>')
