@@ -13,25 +13,73 @@ import (
 // dead letters, read), so a listing costs memory by page, not by queue.
 
 // Page returns up to limit queued items with IDs after after ("" = from the
-// start), in ID order, and whether more follow.
+// start), in ID order, and whether more follow. It holds q.mu for one pass
+// over the queue: the page's IDs are picked with a bounded heap, not by
+// sorting every ID after the cursor. BenchmarkPage (100,000 items, 100
+// pages): 1.46 s and 179 MB a listing with the sort, so q.mu, which every
+// enqueue and delivery takes, was held about 15 ms a page; 0.43 s and 22
+// MB with the heap.
 func (q *Queue) Page(after string, limit int) (items []Item, more bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	ids := make([]string, 0, len(q.items))
+	var sel smallest
 	for id := range q.items {
 		if id > after {
-			ids = append(ids, id)
+			sel.add(id, limit)
 		}
 	}
-	slices.Sort(ids)
-	if len(ids) > limit {
-		ids, more = ids[:limit], true
-	}
+	ids := sel.sorted()
 	items = make([]Item, 0, len(ids))
 	for _, id := range ids {
 		items = append(items, q.items[id].item.clone())
 	}
-	return items, more
+	return items, sel.seen > len(ids)
+}
+
+// smallest keeps the limit smallest strings it is given, in a max-heap, and
+// counts all it saw.
+type smallest struct {
+	heap []string // heap[0] is the largest kept
+	seen int
+}
+
+func (s *smallest) add(id string, limit int) {
+	s.seen++
+	switch {
+	case limit <= 0:
+	case len(s.heap) < limit:
+		s.heap = append(s.heap, id)
+		for i := len(s.heap) - 1; i > 0; { // sift up
+			parent := (i - 1) / 2
+			if s.heap[parent] >= s.heap[i] {
+				break
+			}
+			s.heap[parent], s.heap[i] = s.heap[i], s.heap[parent]
+			i = parent
+		}
+	case id < s.heap[0]:
+		s.heap[0] = id
+		for i := 0; ; { // sift down
+			big, l, r := i, 2*i+1, 2*i+2
+			if l < len(s.heap) && s.heap[l] > s.heap[big] {
+				big = l
+			}
+			if r < len(s.heap) && s.heap[r] > s.heap[big] {
+				big = r
+			}
+			if big == i {
+				break
+			}
+			s.heap[i], s.heap[big] = s.heap[big], s.heap[i]
+			i = big
+		}
+	}
+}
+
+// sorted returns the kept strings in ascending order.
+func (s *smallest) sorted() []string {
+	slices.Sort(s.heap)
+	return s.heap
 }
 
 // DeadPage is Page for the dead letters. An unreadable dead letter is
