@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"container/heap"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,10 +37,10 @@ func (q *Queue) Page(after string, limit int) (items []Item, more bool) {
 	return items, sel.seen > len(ids)
 }
 
-// smallest keeps the limit smallest strings it is given, in a max-heap, and
-// counts all it saw.
+// smallest keeps the limit smallest strings it is given, in a max-heap
+// (container/heap), and counts all it saw.
 type smallest struct {
-	heap []string // heap[0] is the largest kept
+	heap maxStrings
 	seen int
 }
 
@@ -49,30 +50,12 @@ func (s *smallest) add(id string, limit int) {
 	case limit <= 0:
 	case len(s.heap) < limit:
 		s.heap = append(s.heap, id)
-		for i := len(s.heap) - 1; i > 0; { // sift up
-			parent := (i - 1) / 2
-			if s.heap[parent] >= s.heap[i] {
-				break
-			}
-			s.heap[parent], s.heap[i] = s.heap[i], s.heap[parent]
-			i = parent
+		if len(s.heap) == limit {
+			heap.Init(&s.heap) // once full; until then order does not matter
 		}
 	case id < s.heap[0]:
 		s.heap[0] = id
-		for i := 0; ; { // sift down
-			big, l, r := i, 2*i+1, 2*i+2
-			if l < len(s.heap) && s.heap[l] > s.heap[big] {
-				big = l
-			}
-			if r < len(s.heap) && s.heap[r] > s.heap[big] {
-				big = r
-			}
-			if big == i {
-				break
-			}
-			s.heap[i], s.heap[big] = s.heap[big], s.heap[i]
-			i = big
-		}
+		heap.Fix(&s.heap, 0)
 	}
 }
 
@@ -80,6 +63,20 @@ func (s *smallest) add(id string, limit int) {
 func (s *smallest) sorted() []string {
 	slices.Sort(s.heap)
 	return s.heap
+}
+
+// maxStrings is a heap.Interface whose root is its largest string.
+type maxStrings []string
+
+func (h maxStrings) Len() int           { return len(h) }
+func (h maxStrings) Less(i, j int) bool { return h[i] > h[j] }
+func (h maxStrings) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *maxStrings) Push(x any)        { *h = append(*h, x.(string)) }
+func (h *maxStrings) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // DeadPage is Page for the dead letters. An unreadable dead letter is

@@ -28,10 +28,12 @@ import (
 // deliveries and a short backlog), every generation of messages created
 // and removed files again, and creates were then 39 % of the relay's CPU
 // at 100 sessions on the bench machine (relay/txn.go has the figures).
-// 16 MiB holds about 3,000 messages of 4 KiB. Files waiting for reuse are not queued mail: a start
-// clears tmp/ as always (clearTmp), and nothing that can still be read as a
-// message is ever recycled (an envelope is taken out of q/ first, and a
-// body only after its delivery attempt closed it).
+// 16 MiB holds about 3,000 messages of 4 KiB.
+//
+// Files waiting for reuse are not queued mail: a start clears tmp/ as
+// always (clearTmp), and nothing that can still be read as a message is
+// ever recycled (an envelope is taken out of q/ first, and a body only
+// after its delivery attempt closed it).
 const (
 	maxFree         = 4096
 	maxFreeBytes    = 16 << 20

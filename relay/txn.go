@@ -28,14 +28,15 @@ import "time"
 // slot and is slow (a large body over a slow link) delays others by at
 // most TransactionWait each.
 
-// takeSlot gives the session a transaction slot unless it has one, waiting
-// as above; it reports whether it took one now (to give back if the MAIL
-// then fails).
+// takeSlot gives the session a transaction slot, waiting as above, unless
+// a transaction is open (with a slot or without: that MAIL gets 503 and
+// needs none); it reports whether it took one now (to give back if the
+// MAIL then fails).
 func (s *session) takeSlot() bool {
 	s.mu.Lock()
-	held := s.slot
+	open := s.mailed
 	s.mu.Unlock()
-	if held {
+	if open {
 		return false
 	}
 	select {

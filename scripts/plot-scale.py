@@ -51,6 +51,7 @@ def load(d):
             "acc": float(js["msg_per_s"]),  # accepted messages per second, at the client
             "p99": float(js["ack_latency_ms"]["p99"]),
             "cpu": float(row["relay_cpu_s"] or 0) / int(row["n"]) * 1000,
+            "n": int(row["n"]),
             "err": int(js["failed"]),  # refused or broken sessions
             "lost": max(0, ok - sink - left)})  # acknowledged, neither delivered nor queued
     return points
@@ -92,7 +93,9 @@ def table(points, relays, sessions):
         errs = sum(x["err"] + x["lost"] for c in sessions for x in points.get((r, c), []))
         good = {c: m for c, m in meds.items() if m is not None}
         if meds[top] is None or not good:
-            out.append(f"- {r}: at {top} sessions {errs} messages refused or lost over the runs: COLLAPSE")
+            sent = sum(x["n"] for x in points[(r, top)])
+            out.append(f"- {r}: at {top} sessions {errs} messages refused or lost (of {sent:,} over the "
+                       f"{len(points[(r, top)])} runs): a collapse by the issue's definition (errors)")
             continue
         peak_c = max(good, key=good.get)
         ratio = meds[top] / good[peak_c]
